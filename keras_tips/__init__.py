@@ -1,0 +1,33 @@
+"""keras-tips: TIPS image-text encoders for Keras 3 (JAX, TensorFlow, PyTorch).
+
+Public API:
+- `TIPSVisionEncoder`, `TIPSTextEncoder`, `TIPSBackbone`: the models.
+- `TIPSTokenizer`, `TIPSImageConverter`, `TIPSPreprocessor`: inputs.
+- `convert`: loading official `.npz` checkpoints.
+- `list_presets()`: named presets for `TIPSBackbone.from_preset`.
+- `variants`: architectures of the released models.
+"""
+
+from keras_tips import convert
+from keras_tips import variants
+from keras_tips.backbone import TIPSBackbone
+from keras_tips.image_converter import TIPSImageConverter
+from keras_tips.preprocessor import TIPSPreprocessor
+from keras_tips.presets import list_presets
+from keras_tips.text_encoder import TIPSTextEncoder
+from keras_tips.tokenizer import TIPSTokenizer
+from keras_tips.version import __version__
+from keras_tips.vision_encoder import TIPSVisionEncoder
+
+__all__ = [
+    "TIPSBackbone",
+    "TIPSImageConverter",
+    "TIPSPreprocessor",
+    "TIPSTextEncoder",
+    "TIPSTokenizer",
+    "TIPSVisionEncoder",
+    "convert",
+    "list_presets",
+    "variants",
+    "__version__",
+]

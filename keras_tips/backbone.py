@@ -1,0 +1,168 @@
+"""`TIPSBackbone`: the TIPS image and text encoders with their temperature."""
+
+import keras
+from keras import ops
+from keras_hub.models import Backbone
+
+from keras_tips.layers.contrastive_temperature import ContrastiveTemperature
+from keras_tips.validation import check_encoder_images
+from keras_tips.validation import check_text_inputs
+
+
+@keras.saving.register_keras_serializable(package="keras_tips")
+class TIPSBackbone(Backbone):
+    """TIPS image-text model: both encoders and the contrastive temperature.
+
+    Inputs are a dict with `"images"` (float `(B, H, W, 3)` in `[0, 1]`, H
+    and W multiples of 14), `"token_ids"` and `"padding_mask"` (`(B, L)`,
+    1 for real tokens). Outputs are a dict:
+    - `"cls_embeddings"` `(B, 2, D)`: first and second class token;
+    - `"patch_embeddings"` `(B, H / 14, W / 14, D)`;
+    - `"text_embeddings"` `(B, D)`;
+    - `"temperature"` `(B,)`: the contrastive temperature, repeated.
+    Embeddings are not L2-normalised. TIPS contrasts the first CLS with
+    web alt-text and the second CLS with dense synthetic captions.
+
+    Args:
+        vision_encoder: a `keras_tips.TIPSVisionEncoder`.
+        text_encoder: a `keras_tips.TIPSTextEncoder` of the same width.
+        temperature: float. Initial contrastive temperature.
+        dtype: string or `keras.DTypePolicy`.
+        **kwargs: standard `keras.Model` arguments, e.g. `name`.
+
+    Example:
+    ```python
+    backbone = keras_tips.TIPSBackbone.from_preset("tips_tiny_scenes")
+    outputs = backbone({
+        "images": np.random.uniform(size=(1, 224, 224, 3)),
+        "token_ids": np.array([[12, 7, 5, 0]]),
+        "padding_mask": np.array([[1, 1, 1, 0]]),
+    })
+    image_embedding = backbone.encode_images(images)["cls_embeddings"][:, 0]
+    ```
+    """
+
+    def __init__(
+        self,
+        vision_encoder,
+        text_encoder,
+        temperature=0.07,
+        dtype=None,
+        **kwargs,
+    ):
+        if vision_encoder.hidden_dim != text_encoder.hidden_dim:
+            raise ValueError(
+                "The vision and text encoders must have the same width; "
+                f"received {vision_encoder.hidden_dim} and "
+                f"{text_encoder.hidden_dim}."
+            )
+        # === Layers ===
+        self.vision_encoder = vision_encoder
+        self.text_encoder = text_encoder
+        self.temperature_layer = ContrastiveTemperature(
+            temperature, name="contrastive_temperature"
+        )
+
+        # === Functional model ===
+        images = keras.Input(shape=vision_encoder.image_shape, name="images")
+        token_ids = keras.Input(shape=(None,), dtype="int32", name="token_ids")
+        padding_mask = keras.Input(
+            shape=(None,), dtype="int32", name="padding_mask"
+        )
+        vision_outputs = vision_encoder(images)
+        text_embeddings = text_encoder(
+            {"token_ids": token_ids, "padding_mask": padding_mask}
+        )
+        super().__init__(
+            inputs={
+                "images": images,
+                "token_ids": token_ids,
+                "padding_mask": padding_mask,
+            },
+            outputs={
+                "cls_embeddings": vision_outputs["cls_embeddings"],
+                "patch_embeddings": vision_outputs["patch_embeddings"],
+                "text_embeddings": text_embeddings,
+                "temperature": self.temperature_layer(text_embeddings),
+            },
+            dtype=dtype,
+            **kwargs,
+        )
+
+        # === Config ===
+        self.initial_temperature = temperature
+
+    @property
+    def temperature(self):
+        """The current contrastive temperature (float32 scalar tensor)."""
+        return self.temperature_layer.temperature()
+
+    @property
+    def hidden_dim(self):
+        return self.vision_encoder.hidden_dim
+
+    def encode_images(self, images):
+        """`{"cls_embeddings", "patch_embeddings"}` for a batch of images."""
+        return self.vision_encoder(images)
+
+    def encode_texts(self, token_ids, padding_mask):
+        """`(B, D)` text embeddings (not normalised)."""
+        return self.text_encoder(
+            {"token_ids": token_ids, "padding_mask": padding_mask}
+        )
+
+    def __call__(self, inputs, *args, **kwargs):
+        if isinstance(inputs, dict) and "images" in inputs:
+            check_encoder_images(inputs["images"], self.vision_encoder.patch_size)
+            check_text_inputs(
+                {k: v for k, v in inputs.items() if k != "images"}
+            )
+        return super().__call__(inputs, *args, **kwargs)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "vision_encoder": keras.layers.serialize(self.vision_encoder),
+                "text_encoder": keras.layers.serialize(self.text_encoder),
+                "temperature": self.initial_temperature,
+            }
+        )
+        return config
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        config = dict(config)
+        for key in ("vision_encoder", "text_encoder"):
+            if isinstance(config[key], dict):
+                if config.get("dtype") is not None:
+                    config[key]["config"].setdefault("dtype", config["dtype"])
+                config[key] = keras.layers.deserialize(
+                    config[key], custom_objects=custom_objects
+                )
+        return cls(**config)
+
+    @classmethod
+    def from_preset(cls, preset, load_weights=True, **kwargs):
+        """Builds a `TIPSBackbone` from a preset.
+
+        `preset` is one of:
+        - a named TIPS preset (`keras_tips.list_presets()`), e.g.
+          `"tips_v2_b14"`: the official checkpoint is downloaded, converted
+          once and cached (see `keras_tips.presets`); `"tips_tiny_scenes"`
+          ships inside the package;
+        - a local preset directory written by `save_to_preset` or
+          `tools/convert_checkpoint.py`;
+        - any keras-hub handle (`kaggle://`, `hf://`, ...).
+
+        Args:
+            preset: string, as above.
+            load_weights: bool. Load the weights (True) or keep a random
+                initialisation of the same architecture.
+            **kwargs: passed to the keras-hub loader.
+        """
+        from keras_tips.presets import resolve_preset
+
+        return super().from_preset(
+            resolve_preset(preset), load_weights=load_weights, **kwargs
+        )

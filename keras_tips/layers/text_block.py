@@ -1,0 +1,106 @@
+"""Pre-norm transformer block of the TIPS text encoder, with padding masks."""
+
+import keras
+from keras import ops
+
+
+def padding_attention_bias(padding_mask, dtype):
+    """Additive attention bias `(B, 1, 1, L)` that hides padded keys.
+
+    Uses a large finite negative number instead of `-inf`, so a row with no
+    real token (an empty text) attends uniformly instead of producing NaN.
+    """
+    mask = ops.cast(padding_mask, "bool")[:, None, None, :]
+    large_negative = -1e9 if dtype not in ("float16",) else -3e4
+    return ops.cast(ops.where(mask, 0.0, large_negative), dtype)
+
+
+class TIPSTextBlock(keras.layers.Layer):
+    """Text transformer block with key-padding attention and a ReLU MLP.
+
+    `x + attn(ln_1(x))`, then `x + mlp(ln_2(x))`, where the MLP output is
+    zeroed on padded positions after each of its two layers, as in the
+    official TIPS text tower.
+
+    Args:
+        hidden_dim: int. Token width.
+        num_heads: int. Attention heads; must divide `hidden_dim`.
+        mlp_dim: int. MLP hidden width.
+        layer_norm_epsilon: float. LayerNorm epsilon (1e-5 in TIPS).
+        **kwargs: standard `keras.layers.Layer` arguments.
+
+    Example:
+    ```python
+    block = TIPSTextBlock(hidden_dim=64, num_heads=4, mlp_dim=128)
+    y = block(np.zeros((2, 16, 64), "float32"), np.ones((2, 16), "int32"))
+    ```
+    """
+
+    def __init__(
+        self, hidden_dim, num_heads, mlp_dim, layer_norm_epsilon=1e-5, **kwargs
+    ):
+        super().__init__(**kwargs)
+        if hidden_dim % num_heads:
+            raise ValueError(
+                f"`hidden_dim` ({hidden_dim}) must be divisible by "
+                f"`num_heads` ({num_heads})."
+            )
+        self.hidden_dim = int(hidden_dim)
+        self.num_heads = int(num_heads)
+        self.head_dim = self.hidden_dim // self.num_heads
+        self.mlp_dim = int(mlp_dim)
+        self.layer_norm_epsilon = float(layer_norm_epsilon)
+        policy = self.dtype_policy
+        self.ln_1 = keras.layers.LayerNormalization(
+            epsilon=self.layer_norm_epsilon, dtype=policy, name="ln_1"
+        )
+        self.qkv = keras.layers.Dense(3 * self.hidden_dim, dtype=policy, name="qkv")
+        self.out_proj = keras.layers.Dense(
+            self.hidden_dim, dtype=policy, name="out_proj"
+        )
+        self.ln_2 = keras.layers.LayerNormalization(
+            epsilon=self.layer_norm_epsilon, dtype=policy, name="ln_2"
+        )
+        self.fc = keras.layers.Dense(self.mlp_dim, dtype=policy, name="fc")
+        self.proj = keras.layers.Dense(self.hidden_dim, dtype=policy, name="proj")
+
+    def build(self, x_shape, padding_mask_shape=None):
+        input_shape = x_shape
+        self.ln_1.build(input_shape)
+        self.qkv.build(input_shape)
+        self.out_proj.build(input_shape)
+        self.ln_2.build(input_shape)
+        self.fc.build(input_shape)
+        self.proj.build(tuple(input_shape[:-1]) + (self.mlp_dim,))
+        self.built = True
+
+    def call(self, x, padding_mask):
+        shape = ops.shape(x)
+        batch, length = shape[0], shape[1]
+        qkv = ops.reshape(
+            self.qkv(self.ln_1(x)),
+            (batch, length, 3, self.num_heads, self.head_dim),
+        )
+        bias = padding_attention_bias(padding_mask, qkv.dtype)
+        mixed = ops.dot_product_attention(
+            qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2], bias=bias
+        )
+        x = x + self.out_proj(ops.reshape(mixed, (batch, length, self.hidden_dim)))
+        keep = ops.cast(padding_mask, x.dtype)[..., None]
+        hidden = ops.relu(self.fc(self.ln_2(x))) * keep
+        return x + self.proj(hidden) * keep
+
+    def compute_output_spec(self, x, padding_mask):
+        return keras.KerasTensor(x.shape, dtype=self.compute_dtype)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "hidden_dim": self.hidden_dim,
+                "num_heads": self.num_heads,
+                "mlp_dim": self.mlp_dim,
+                "layer_norm_epsilon": self.layer_norm_epsilon,
+            }
+        )
+        return config

@@ -1,0 +1,90 @@
+"""Token and sinusoidal position embedding of the TIPS text encoder."""
+
+import math
+
+import keras
+from keras import ops
+
+
+def sinusoidal_positions(length, dim, min_timescale=1.0, max_timescale=1e4):
+    """Transformer sinusoids: `[sin(p * f_0..f_k), cos(p * f_0..f_k)]`.
+
+    Frequencies are geometric between `1 / min_timescale` and
+    `1 / max_timescale` over `dim // 2` timescales; sin and cos halves are
+    concatenated (not interleaved) and an odd `dim` gets a zero last column,
+    as in the official TIPS text encoder.
+
+    Args:
+        length: int or scalar tensor. Sequence length.
+        dim: int. Embedding width.
+
+    Returns:
+        float32 tensor `(length, dim)`.
+    """
+    num_timescales = dim // 2
+    log_increment = math.log(max_timescale / min_timescale) / max(
+        num_timescales - 1, 1
+    )
+    inv_timescales = min_timescale * ops.exp(
+        ops.cast(ops.arange(num_timescales), "float32") * -log_increment
+    )
+    positions = ops.cast(ops.arange(length), "float32")
+    scaled = positions[:, None] * inv_timescales[None, :]
+    signal = ops.concatenate([ops.sin(scaled), ops.cos(scaled)], axis=1)
+    if dim % 2:
+        signal = ops.pad(signal, [[0, 0], [0, 1]])
+    return signal
+
+
+class TIPSTextEmbedding(keras.layers.Layer):
+    """Token embedding scaled by `sqrt(D)` plus sinusoidal positions.
+
+    Args:
+        vocabulary_size: int. Number of token ids.
+        hidden_dim: int. Embedding width `D`.
+        **kwargs: standard `keras.layers.Layer` arguments.
+
+    Example:
+    ```python
+    layer = TIPSTextEmbedding(vocabulary_size=32000, hidden_dim=768)
+    x = layer(np.zeros((2, 64), "int32"))  # (2, 64, 768)
+    ```
+    """
+
+    def __init__(self, vocabulary_size, hidden_dim, **kwargs):
+        super().__init__(**kwargs)
+        self.vocabulary_size = int(vocabulary_size)
+        self.hidden_dim = int(hidden_dim)
+        self.token_embedding = keras.layers.Embedding(
+            self.vocabulary_size,
+            self.hidden_dim,
+            embeddings_initializer=keras.initializers.RandomNormal(
+                stddev=self.hidden_dim**-0.5
+            ),
+            dtype=self.dtype_policy,
+            name="token_embedding",
+        )
+
+    def build(self, input_shape):
+        self.token_embedding.build(input_shape)
+        self.built = True
+
+    def call(self, token_ids):
+        x = self.token_embedding(token_ids) * (self.hidden_dim**0.5)
+        positions = sinusoidal_positions(ops.shape(token_ids)[1], self.hidden_dim)
+        return x + ops.cast(positions, x.dtype)[None]
+
+    def compute_output_spec(self, token_ids):
+        return keras.KerasTensor(
+            tuple(token_ids.shape) + (self.hidden_dim,), dtype=self.compute_dtype
+        )
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "vocabulary_size": self.vocabulary_size,
+                "hidden_dim": self.hidden_dim,
+            }
+        )
+        return config

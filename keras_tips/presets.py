@@ -1,0 +1,165 @@
+"""Named TIPS presets: official checkpoints downloaded, converted and cached.
+
+`TIPSBackbone.from_preset("tips_v2_b14")` looks the name up here, downloads
+the official `<checkpoint>_vision.npz`, `<checkpoint>_text.npz` and
+`tokenizer.model`, converts them once into a keras-hub preset directory
+under the cache and loads that. The base URL can be redirected (a mirror,
+or `file://` for offline use) with the `KERAS_TIPS_BASE_URL` environment
+variable, and the cache moved with `KERAS_TIPS_CACHE`.
+"""
+
+import os
+import shutil
+import tempfile
+import urllib.parse
+import urllib.request
+
+OFFICIAL_BASE_URL = "https://storage.googleapis.com/tips_data"
+TOKENIZER_PATH = "v1_0/checkpoints/tokenizer.model"
+EMBEDDED_DIR = os.path.join(os.path.dirname(__file__), "preset_files")
+
+
+def _official(release, checkpoint, size, image_size, description):
+    folder = {"v1": "v1_0", "v2": "v2_0"}[release]
+    return {
+        "checkpoint": checkpoint,
+        "path": f"{folder}/checkpoints/pytorch/{checkpoint}",
+        "size": size,
+        "image_size": image_size,
+        "description": description,
+    }
+
+
+# Every released checkpoint of the official repository.
+PRESETS = {
+    "tips_v1_s14_highres": _official(
+        "v1", "tips_oss_s14_highres_distilled", "S", 448,
+        "TIPS v1 ViT-S/14, high resolution, distilled from g/14."),
+    "tips_v1_b14_highres": _official(
+        "v1", "tips_oss_b14_highres_distilled", "B", 448,
+        "TIPS v1 ViT-B/14, high resolution, distilled from g/14."),
+    "tips_v1_l14_highres": _official(
+        "v1", "tips_oss_l14_highres_distilled", "L", 448,
+        "TIPS v1 ViT-L/14, high resolution, distilled from g/14."),
+    "tips_v1_so400m14_highres": _official(
+        "v1", "tips_oss_so400m14_highres_largetext_distilled", "So400m", 448,
+        "TIPS v1 SoViT-400m/14 with the 27-layer text tower, distilled."),
+    "tips_v1_g14_lowres": _official(
+        "v1", "tips_oss_g14_lowres", "g", 224,
+        "TIPS v1 ViT-g/14 (SwiGLU), 224 px."),
+    "tips_v1_g14_highres": _official(
+        "v1", "tips_oss_g14_highres", "g", 448,
+        "TIPS v1 ViT-g/14 (SwiGLU), 448 px."),
+    "tips_v2_b14": _official(
+        "v2", "tips_v2_oss_b14", "B", 448, "TIPSv2 ViT-B/14."),
+    "tips_v2_l14": _official(
+        "v2", "tips_v2_oss_l14", "L", 448, "TIPSv2 ViT-L/14."),
+    "tips_v2_so400m14": _official(
+        "v2", "tips_v2_oss_so14", "So400m", 448, "TIPSv2 SoViT-400m/14."),
+    "tips_v2_g14": _official(
+        "v2", "tips_v2_oss_g14", "g", 448, "TIPSv2 ViT-g/14 (SwiGLU)."),
+}
+
+# Presets that ship inside the package (no download).
+EMBEDDED_PRESETS = {
+    "tips_tiny_scenes": (
+        "A tiny TIPS trained by this repository's offline pipeline on "
+        "synthetic scenes; for demos and tests."
+    ),
+}
+
+
+def list_presets():
+    """Names and descriptions of every named preset."""
+    listing = {name: spec["description"] for name, spec in PRESETS.items()}
+    listing.update(EMBEDDED_PRESETS)
+    return listing
+
+
+def cache_dir():
+    """Where converted presets are kept (`KERAS_TIPS_CACHE` overrides)."""
+    default = os.path.join(os.path.expanduser("~"), ".cache", "keras_tips")
+    return os.environ.get("KERAS_TIPS_CACHE", default)
+
+
+def base_url():
+    """Where official files are fetched from (`KERAS_TIPS_BASE_URL`)."""
+    return os.environ.get("KERAS_TIPS_BASE_URL", OFFICIAL_BASE_URL).rstrip("/")
+
+
+def download(url, destination):
+    """Downloads `url` to `destination` atomically; returns the path.
+
+    The file is written beside the destination under a temporary name and
+    renamed once complete, so an interrupted download leaves nothing that
+    looks finished. `file://` URLs work, for mirrors and offline tests.
+    """
+    os.makedirs(os.path.dirname(destination) or ".", exist_ok=True)
+    handle, partial = tempfile.mkstemp(
+        prefix=os.path.basename(destination) + ".", suffix=".partial",
+        dir=os.path.dirname(destination) or ".",
+    )
+    try:
+        with os.fdopen(handle, "wb") as out, urllib.request.urlopen(url) as src:
+            shutil.copyfileobj(src, out, length=1 << 20)
+        os.replace(partial, destination)
+    except BaseException as error:
+        if os.path.exists(partial):
+            os.remove(partial)
+        if isinstance(error, OSError):
+            raise OSError(f"Could not download {url}: {error}") from error
+        raise
+    return destination
+
+
+def fetch_official_files(name, directory):
+    """Downloads a named preset's vision, text and tokenizer files."""
+    spec = PRESETS[name]
+    files = {}
+    for kind, remote in (
+        ("vision", spec["path"] + "_vision.npz"),
+        ("text", spec["path"] + "_text.npz"),
+        ("tokenizer", TOKENIZER_PATH),
+    ):
+        local = os.path.join(directory, os.path.basename(remote))
+        if not os.path.exists(local):
+            download(f"{base_url()}/{remote}", local)
+        files[kind] = local
+    return files
+
+
+def resolve_preset(preset):
+    """Maps a preset name to a local preset directory; other values pass.
+
+    Named official presets are downloaded and converted on first use; the
+    converted directory is cached, so later calls only load it.
+    """
+    if not isinstance(preset, str):
+        return preset
+    if preset in EMBEDDED_PRESETS:
+        path = os.path.join(EMBEDDED_DIR, preset)
+        if not os.path.isdir(path):
+            raise FileNotFoundError(
+                f"The embedded preset {preset!r} is missing from this "
+                f"installation ({path}); reinstall keras-tips."
+            )
+        return path
+    if preset not in PRESETS:
+        return preset
+    converted = os.path.join(cache_dir(), "presets", preset)
+    if os.path.exists(os.path.join(converted, "config.json")):
+        return converted
+    from keras_tips.convert import convert_to_preset
+
+    files = fetch_official_files(
+        preset, os.path.join(cache_dir(), "downloads")
+    )
+    spec = PRESETS[preset]
+    convert_to_preset(
+        files["vision"],
+        files["text"],
+        files["tokenizer"],
+        converted,
+        image_size=spec["image_size"],
+    )
+    return converted

@@ -1,0 +1,116 @@
+"""The TIPS text transformer."""
+
+import keras
+from keras_hub.models import Backbone
+
+from keras_tips.layers.masked_mean_pooling import MaskedMeanPooling
+from keras_tips.layers.text_block import TIPSTextBlock
+from keras_tips.layers.text_embedding import TIPSTextEmbedding
+from keras_tips.validation import check_text_inputs
+
+
+@keras.saving.register_keras_serializable(package="keras_tips")
+class TIPSTextEncoder(Backbone):
+    """TIPS text encoder: a transformer whose mean-pooled output is the embedding.
+
+    Token embeddings scaled by `sqrt(D)` plus sinusoidal positions, pre-norm
+    blocks with key-padding attention and a ReLU MLP, a final LayerNorm and
+    the mean over real tokens. Inputs are
+    `{"token_ids": (B, L) int, "padding_mask": (B, L)}` with 1 for real
+    tokens; the output `(B, D)` is not L2-normalised. An empty text (no real
+    token) gives a finite vector.
+
+    Args:
+        vocabulary_size: int. Number of token ids (32,000 for TIPS).
+        hidden_dim: int. Width `D`.
+        num_layers: int. Transformer blocks.
+        num_heads: int. Attention heads.
+        mlp_dim: int. MLP hidden width.
+        layer_norm_epsilon: float. LayerNorm epsilon (1e-5 in TIPS).
+        dtype: string or `keras.DTypePolicy`.
+        **kwargs: standard `keras.Model` arguments, e.g. `name`.
+
+    Example:
+    ```python
+    encoder = keras_tips.TIPSTextEncoder(
+        vocabulary_size=32000, hidden_dim=384, num_layers=12, num_heads=6,
+        mlp_dim=1536)
+    embeddings = encoder({
+        "token_ids": np.array([[12, 7, 5, 0, 0]]),
+        "padding_mask": np.array([[1, 1, 1, 0, 0]]),
+    })  # (1, 384)
+    ```
+    """
+
+    def __init__(
+        self,
+        vocabulary_size,
+        hidden_dim,
+        num_layers,
+        num_heads,
+        mlp_dim,
+        layer_norm_epsilon=1e-5,
+        dtype=None,
+        **kwargs,
+    ):
+        # === Layers ===
+        self.embedding = TIPSTextEmbedding(
+            vocabulary_size, hidden_dim, dtype=dtype, name="embedding"
+        )
+        self.blocks = [
+            TIPSTextBlock(
+                hidden_dim,
+                num_heads,
+                mlp_dim,
+                layer_norm_epsilon=layer_norm_epsilon,
+                dtype=dtype,
+                name=f"block_{i}",
+            )
+            for i in range(num_layers)
+        ]
+        self.final_norm = keras.layers.LayerNormalization(
+            epsilon=layer_norm_epsilon, dtype=dtype, name="final_norm"
+        )
+        self.pooling = MaskedMeanPooling(dtype=dtype, name="pooling")
+
+        # === Functional model ===
+        token_ids = keras.Input(shape=(None,), dtype="int32", name="token_ids")
+        padding_mask = keras.Input(
+            shape=(None,), dtype="int32", name="padding_mask"
+        )
+        x = self.embedding(token_ids)
+        for block in self.blocks:
+            x = block(x, padding_mask)
+        x = self.final_norm(x)
+        embeddings = self.pooling(x, padding_mask)
+        super().__init__(
+            inputs={"token_ids": token_ids, "padding_mask": padding_mask},
+            outputs=embeddings,
+            dtype=dtype,
+            **kwargs,
+        )
+
+        # === Config ===
+        self.vocabulary_size = vocabulary_size
+        self.hidden_dim = hidden_dim
+        self.num_layers = num_layers
+        self.num_heads = num_heads
+        self.mlp_dim = mlp_dim
+        self.layer_norm_epsilon = layer_norm_epsilon
+
+    def __call__(self, inputs, *args, **kwargs):
+        return super().__call__(check_text_inputs(inputs), *args, **kwargs)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "vocabulary_size": self.vocabulary_size,
+                "hidden_dim": self.hidden_dim,
+                "num_layers": self.num_layers,
+                "num_heads": self.num_heads,
+                "mlp_dim": self.mlp_dim,
+                "layer_norm_epsilon": self.layer_norm_epsilon,
+            }
+        )
+        return config

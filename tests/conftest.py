@@ -1,0 +1,45 @@
+"""Shared test fixtures. The Keras backend comes from KERAS_BACKEND."""
+
+import json
+import os
+from pathlib import Path
+
+import keras
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED = REPO_ROOT.parent / "shared" / "fixtures"
+PARITY = SHARED / "parity"
+TOKENIZER_DIR = SHARED / "tokenizer"
+
+
+def pytest_report_header(config):
+    return f"keras backend: {keras.backend.backend()}"
+
+
+@pytest.fixture(scope="session")
+def parity_dir():
+    if not PARITY.is_dir():
+        pytest.fail(f"Parity fixtures not found at {PARITY}")
+    return PARITY
+
+
+@pytest.fixture(scope="session")
+def manifest(parity_dir):
+    return json.loads((parity_dir / "manifest.json").read_text())
+
+
+@pytest.fixture(scope="session")
+def tokenizer_model():
+    path = TOKENIZER_DIR / "tokenizer.model"
+    if not path.exists():
+        pytest.fail(f"Tokenizer fixture not found at {path}")
+    return path
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path, monkeypatch):
+    """Named presets never touch the user's cache or the network in tests."""
+    monkeypatch.setenv("KERAS_TIPS_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("KERAS_TIPS_BASE_URL", "file:///nonexistent-tips-mirror")
+    yield

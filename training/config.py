@@ -1,0 +1,512 @@
+"""Hyperparameters of TIPS / TIPSv2 pretraining as one immutable dataclass.
+
+`PretrainConfig` holds every number of a pretraining run. Values follow the
+TIPS / TIPSv2 papers and, where they build on it, DINOv2; values that the
+papers do not state (learning rate, batch size, step counts) are reasonable
+defaults to override.
+
+Recipes:
+
+* `"tips"` (TIPS, ICLR 2025): contrastive losses on a noisy and a synthetic
+  caption, DINO self-distillation and iBOT masked image modeling, with a
+  full EMA teacher.
+* `"tips_v2"` (TIPSv2, CVPR 2026): iBOT++ (visible patches also supervised,
+  `patch_visible_weight`), head-only EMA (`head_only_ema`) and
+  multi-granularity synthetic captions (`multi_granularity_captions`).
+
+Example:
+```python
+config = PretrainConfig.for_recipe("tips_v2", total_steps=200_000)
+smoke = PretrainConfig.tiny()
+config2 = PretrainConfig.from_dict(json.loads(json.dumps(config.to_dict())))
+```
+"""
+
+import dataclasses
+import json
+import numbers
+from typing import Tuple
+
+RECIPES = ("tips", "tips_v2")
+MASK_MODES = ("random", "block")
+
+# Fields that differ between recipes; everything else is shared.
+_RECIPE_DEFAULTS = {
+    "tips": {
+        "patch_visible_weight": 0.0,
+        "head_only_ema": False,
+        "multi_granularity_captions": False,
+    },
+    "tips_v2": {
+        "patch_visible_weight": 1.0,
+        "head_only_ema": True,
+        "multi_granularity_captions": True,
+    },
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class PretrainConfig:
+    """All hyperparameters of a TIPS / TIPSv2 pretraining run.
+
+    Build one with `PretrainConfig.for_recipe(name, **overrides)` (or
+    `PretrainConfig.tiny()` for CPU smoke runs); derive variants with
+    `.replace(**changes)`; save and load with `to_dict()` / `from_dict()`
+    (or `to_json()` / `from_json()`). The instance is immutable and
+    validated on creation: a bad value raises a `ValueError` naming the
+    field. Unknown field names raise a `ValueError` everywhere.
+
+    Fields (grouped):
+
+    Recipe and model:
+        recipe: `"tips"` or `"tips_v2"`.
+        model_variant: name of the image/text encoder variant, passed to the
+            model builder (e.g. `"B/14"`, `"L/14"`, `"So400m/14"`, `"g/14"`).
+        patch_size: ViT patch size in pixels; every crop size must be a
+            multiple of it.
+        text_max_length: text encoder sequence length (tokens).
+
+    Crops (multi-crop augmentation):
+        global_crop_size: side of the global crop (224). The student and the
+            teacher see it; the contrastive and masked losses use it.
+        high_res_crop_size: global crop side of the final high-resolution
+            stage (448).
+        high_res_steps: number of final training steps run at
+            `high_res_crop_size` (0: no high-resolution stage). Included in
+            `total_steps`.
+        local_crop_size: side of the local crops (98).
+        num_local_crops: number of local crops per image (6).
+        global_crop_scale: `(min, max)` area fraction of the global crop
+            (DINOv2: (0.32, 1.0)).
+        local_crop_scale: `(min, max)` area fraction of the local crops
+            (DINOv2: (0.05, 0.32)).
+
+    Masked image modeling:
+        mask_ratio: fraction of the global crop's patches masked for the
+            student (0.75).
+        mask_mode: `"random"` (independent patches) or `"block"` (iBOT /
+            BEiT block-wise masking).
+
+    Projection heads (see `training.heads.ProjectionHead`):
+        head_hidden_dim: MLP hidden width (2048).
+        head_bottleneck_dim: MLP output width before the prototypes (256).
+        head_num_layers: Dense layers in the MLP (3).
+        cls_num_prototypes: prototypes of the CLS (DINO) head (65536).
+        patch_num_prototypes: prototypes of the patch (iBOT) head (32768).
+        separate_patch_head: use a separate head for patches (True) or share
+            the CLS head (False, then `patch_num_prototypes` must equal
+            `cls_num_prototypes`).
+        freeze_prototypes_steps: steps during which the prototype weights
+            receive no update (DINO freezes the last layer in the first
+            epoch; 0: never frozen).
+
+    Self-distillation temperatures and centering:
+        student_temperature: student softmax temperature (0.1).
+        teacher_temperature_start: teacher temperature at step 0 (0.04).
+        teacher_temperature_end: teacher temperature after warm-up (0.07).
+        teacher_temperature_warmup_steps: linear warm-up length (DINOv2: 30
+            epochs).
+        center_momentum: momentum of the teacher-logit centers (0.9).
+
+    EMA teacher:
+        ema_momentum_start: EMA momentum at step 0 (0.994; DINOv2 g: 0.992).
+        ema_momentum_end: EMA momentum at `total_steps` (1.0), cosine.
+        head_only_ema: TIPSv2 head-only EMA: only the projection heads have
+            an EMA copy, the teacher backbone is the student backbone.
+
+    Loss weights (total = sum of weight * term):
+        contrastive_noisy_weight: contrastive loss of CLS token 1 with the
+            noisy (web alt-text) caption (0.5).
+        contrastive_synthetic_weight: contrastive loss of CLS token 2 with
+            the synthetic caption (0.5).
+        distillation_weight: DINO local-to-global CLS distillation (1.0).
+        masked_weight: iBOT / iBOT++ masked patch loss (2.0).
+        patch_visible_weight: iBOT++ weight of visible patches in the patch
+            loss (`masked_patch_loss(visible_weight=...)`; 0: plain iBOT).
+
+    Contrastive temperature (learned as a log, then clamped):
+        contrastive_temperature_init: initial temperature (0.07).
+        contrastive_temperature_min: lower clamp (0.01, i.e. logit scale
+            100 as in CLIP).
+        contrastive_temperature_max: upper clamp (1.0).
+        learn_contrastive_temperature: learn it (True) or keep it fixed.
+
+    Captions:
+        multi_granularity_captions: TIPSv2: each step the synthetic caption
+            is sampled among the available granularities (PaliGemma short /
+            Gemini detailed descriptions) instead of a fixed one.
+
+    Optimizer (AdamW) and schedules:
+        learning_rate: peak learning rate after warm-up.
+        final_learning_rate: learning rate at `total_steps` (cosine).
+        warmup_steps: linear learning-rate warm-up from
+            `warmup_start_learning_rate`.
+        warmup_start_learning_rate: learning rate at step 0.
+        adam_beta1, adam_beta2, adam_epsilon: AdamW moments (0.9, 0.999,
+            1e-8).
+        weight_decay_start: weight decay at step 0 (0.04), cosine to
+        weight_decay_end: weight decay at `total_steps` (0.2).
+        gradient_clip_norm: global gradient-norm clip (3.0; 0: no clip).
+
+    Run:
+        total_steps: optimizer steps of the whole run.
+        batch_size: global batch size (images, summed over replicas).
+        mixed_precision: compute in bfloat16/float16 with float32 weights.
+        seed: random seed.
+    """
+
+    # Recipe and model.
+    recipe: str = "tips"
+    model_variant: str = "B/14"
+    patch_size: int = 14
+    text_max_length: int = 64
+
+    # Crops.
+    global_crop_size: int = 224
+    high_res_crop_size: int = 448
+    high_res_steps: int = 0
+    local_crop_size: int = 98
+    num_local_crops: int = 6
+    global_crop_scale: Tuple[float, float] = (0.32, 1.0)
+    local_crop_scale: Tuple[float, float] = (0.05, 0.32)
+
+    # Masked image modeling.
+    mask_ratio: float = 0.75
+    mask_mode: str = "random"
+
+    # Projection heads.
+    head_hidden_dim: int = 2048
+    head_bottleneck_dim: int = 256
+    head_num_layers: int = 3
+    cls_num_prototypes: int = 65536
+    patch_num_prototypes: int = 32768
+    separate_patch_head: bool = True
+    freeze_prototypes_steps: int = 0
+
+    # Self-distillation temperatures and centering.
+    student_temperature: float = 0.1
+    teacher_temperature_start: float = 0.04
+    teacher_temperature_end: float = 0.07
+    teacher_temperature_warmup_steps: int = 10_000
+    center_momentum: float = 0.9
+
+    # EMA teacher.
+    ema_momentum_start: float = 0.994
+    ema_momentum_end: float = 1.0
+    head_only_ema: bool = False
+
+    # Loss weights.
+    contrastive_noisy_weight: float = 0.5
+    contrastive_synthetic_weight: float = 0.5
+    distillation_weight: float = 1.0
+    masked_weight: float = 2.0
+    patch_visible_weight: float = 0.0
+
+    # Contrastive temperature.
+    contrastive_temperature_init: float = 0.07
+    contrastive_temperature_min: float = 0.01
+    contrastive_temperature_max: float = 1.0
+    learn_contrastive_temperature: bool = True
+
+    # Captions.
+    multi_granularity_captions: bool = False
+
+    # Optimizer and schedules.
+    learning_rate: float = 1e-3
+    final_learning_rate: float = 1e-6
+    warmup_steps: int = 10_000
+    warmup_start_learning_rate: float = 0.0
+    adam_beta1: float = 0.9
+    adam_beta2: float = 0.999
+    adam_epsilon: float = 1e-8
+    weight_decay_start: float = 0.04
+    weight_decay_end: float = 0.2
+    gradient_clip_norm: float = 3.0
+
+    # Run.
+    total_steps: int = 100_000
+    batch_size: int = 1024
+    mixed_precision: bool = False
+    seed: int = 0
+
+    # ------------------------------------------------------------------
+    # Construction.
+
+    @classmethod
+    def field_names(cls):
+        """Names of all fields, in declaration order."""
+        return tuple(f.name for f in dataclasses.fields(cls))
+
+    @classmethod
+    def _check_known(cls, keys, where):
+        unknown = sorted(set(keys) - set(cls.field_names()))
+        if unknown:
+            raise ValueError(
+                f"Unknown PretrainConfig field(s) in {where}: {unknown}. "
+                f"Known fields: {list(cls.field_names())}."
+            )
+
+    @classmethod
+    def for_recipe(cls, name, **overrides):
+        """The default config of recipe `name` (`"tips"` or `"tips_v2"`).
+
+        Args:
+            name: recipe name.
+            **overrides: field values replacing the recipe defaults.
+
+        Example:
+        ```python
+        config = PretrainConfig.for_recipe("tips_v2", batch_size=4096)
+        ```
+        """
+        if name not in RECIPES:
+            raise ValueError(
+                f"Unknown recipe {name!r}. Expected one of {list(RECIPES)}."
+            )
+        if "recipe" in overrides and overrides["recipe"] != name:
+            raise ValueError(
+                f"`recipe` override {overrides['recipe']!r} contradicts the "
+                f"requested recipe {name!r}."
+            )
+        cls._check_known(overrides, "overrides")
+        values = dict(_RECIPE_DEFAULTS[name])
+        values.update(overrides)
+        values["recipe"] = name
+        return cls(**values)
+
+    @classmethod
+    def tiny(cls, recipe="tips", **overrides):
+        """A small config for CPU smoke runs and tests.
+
+        Tiny model (`model_variant="tiny"`), 56 px global crops (4 x 4
+        patches of 14 px), 28 px local crops, 2 local crops, heads of width
+        256 / 64 with 1024 prototypes, batch 8 and a few steps.
+
+        Example:
+        ```python
+        config = PretrainConfig.tiny("tips_v2", total_steps=5)
+        ```
+        """
+        values = {
+            "model_variant": "tiny",
+            "text_max_length": 16,
+            "global_crop_size": 56,
+            "high_res_crop_size": 112,
+            "high_res_steps": 0,
+            "local_crop_size": 28,
+            "num_local_crops": 2,
+            "head_hidden_dim": 256,
+            "head_bottleneck_dim": 64,
+            "cls_num_prototypes": 1024,
+            "patch_num_prototypes": 1024,
+            "teacher_temperature_warmup_steps": 5,
+            "warmup_steps": 2,
+            "total_steps": 20,
+            "batch_size": 8,
+        }
+        values.update(overrides)
+        return cls.for_recipe(recipe, **values)
+
+    def replace(self, **changes):
+        """A copy with `changes` applied (validated; unknown names raise).
+
+        Example:
+        ```python
+        config = config.replace(mask_ratio=0.5)
+        ```
+        """
+        self._check_known(changes, "replace()")
+        return dataclasses.replace(self, **changes)
+
+    # ------------------------------------------------------------------
+    # Serialization.
+
+    def to_dict(self):
+        """A JSON-compatible dict of all fields (tuples become lists)."""
+        result = {}
+        for name in self.field_names():
+            value = getattr(self, name)
+            result[name] = list(value) if isinstance(value, tuple) else value
+        return result
+
+    @classmethod
+    def from_dict(cls, values):
+        """Inverse of `to_dict`.
+
+        Missing fields take the defaults of the dict's recipe (`"tips"` when
+        `recipe` is missing too), as `for_recipe` would. Unknown keys raise a
+        `ValueError` naming them.
+        """
+        if not isinstance(values, dict):
+            raise TypeError(
+                "`PretrainConfig.from_dict` expects a dict. Received: "
+                f"{type(values).__name__}."
+            )
+        cls._check_known(values, "from_dict()")
+        values = dict(values)
+        recipe = values.pop("recipe", "tips")
+        return cls.for_recipe(recipe, **values)
+
+    def to_json(self, **json_kwargs):
+        """`to_dict()` as a JSON string."""
+        return json.dumps(self.to_dict(), **json_kwargs)
+
+    @classmethod
+    def from_json(cls, text):
+        """Inverse of `to_json`."""
+        return cls.from_dict(json.loads(text))
+
+    # ------------------------------------------------------------------
+    # Derived values.
+
+    @property
+    def contrastive_weight_total(self):
+        """Sum of the two contrastive loss weights."""
+        return self.contrastive_noisy_weight + self.contrastive_synthetic_weight
+
+    # ------------------------------------------------------------------
+    # Validation.
+
+    def __post_init__(self):
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if isinstance(value, list):
+                # JSON has no tuples.
+                object.__setattr__(self, field.name, tuple(value))
+            elif (
+                field.type is float
+                and isinstance(value, numbers.Real)
+                and not isinstance(value, bool)
+            ):
+                object.__setattr__(self, field.name, float(value))
+        self._validate()
+
+    def _fail(self, name, requirement):
+        raise ValueError(
+            f"PretrainConfig.{name} {requirement}. Received: "
+            f"{getattr(self, name)!r}."
+        )
+
+    def _validate(self):
+        types = {f.name: f.type for f in dataclasses.fields(self)}
+        for name, field_type in types.items():
+            value = getattr(self, name)
+            if field_type is bool and not isinstance(value, bool):
+                self._fail(name, "must be a bool")
+            if field_type is int and (
+                isinstance(value, bool) or not isinstance(value, numbers.Integral)
+            ):
+                self._fail(name, "must be an int")
+            if field_type is float and (
+                isinstance(value, bool) or not isinstance(value, numbers.Real)
+            ):
+                self._fail(name, "must be a number")
+            if field_type is str and not isinstance(value, str):
+                self._fail(name, "must be a str")
+
+        if self.recipe not in RECIPES:
+            self._fail("recipe", f"must be one of {list(RECIPES)}")
+        if self.mask_mode not in MASK_MODES:
+            self._fail("mask_mode", f"must be one of {list(MASK_MODES)}")
+
+        for name in (
+            "patch_size",
+            "text_max_length",
+            "global_crop_size",
+            "high_res_crop_size",
+            "local_crop_size",
+            "head_hidden_dim",
+            "head_bottleneck_dim",
+            "head_num_layers",
+            "cls_num_prototypes",
+            "patch_num_prototypes",
+            "total_steps",
+            "batch_size",
+        ):
+            if getattr(self, name) < 1:
+                self._fail(name, "must be >= 1")
+        for name in (
+            "num_local_crops",
+            "high_res_steps",
+            "freeze_prototypes_steps",
+            "teacher_temperature_warmup_steps",
+            "warmup_steps",
+        ):
+            if getattr(self, name) < 0:
+                self._fail(name, "must be >= 0")
+        for name in ("global_crop_size", "high_res_crop_size", "local_crop_size"):
+            if getattr(self, name) % self.patch_size:
+                self._fail(
+                    name, f"must be a multiple of patch_size={self.patch_size}"
+                )
+        if self.high_res_steps > self.total_steps:
+            self._fail("high_res_steps", "must be <= total_steps")
+        if self.warmup_steps > self.total_steps:
+            self._fail("warmup_steps", "must be <= total_steps")
+
+        for name in ("global_crop_scale", "local_crop_scale"):
+            value = getattr(self, name)
+            if (
+                not isinstance(value, tuple)
+                or len(value) != 2
+                or not all(
+                    isinstance(v, numbers.Real) and not isinstance(v, bool)
+                    for v in value
+                )
+                or not 0 < value[0] <= value[1] <= 1
+            ):
+                self._fail(name, "must be a pair (min, max) with 0 < min <= max <= 1")
+
+        if not 0 <= self.mask_ratio < 1:
+            self._fail("mask_ratio", "must be in [0, 1)")
+        if not self.separate_patch_head and (
+            self.patch_num_prototypes != self.cls_num_prototypes
+        ):
+            self._fail(
+                "patch_num_prototypes",
+                "must equal cls_num_prototypes when separate_patch_head=False",
+            )
+
+        for name in (
+            "student_temperature",
+            "teacher_temperature_start",
+            "teacher_temperature_end",
+            "contrastive_temperature_min",
+            "adam_epsilon",
+        ):
+            if not getattr(self, name) > 0:
+                self._fail(name, "must be > 0")
+        if not (
+            self.contrastive_temperature_min
+            <= self.contrastive_temperature_init
+            <= self.contrastive_temperature_max
+        ):
+            self._fail(
+                "contrastive_temperature_init",
+                "must lie in [contrastive_temperature_min, "
+                "contrastive_temperature_max]",
+            )
+        for name in (
+            "center_momentum",
+            "ema_momentum_start",
+            "ema_momentum_end",
+            "adam_beta1",
+            "adam_beta2",
+        ):
+            if not 0 <= getattr(self, name) <= 1:
+                self._fail(name, "must be in [0, 1]")
+        for name in (
+            "contrastive_noisy_weight",
+            "contrastive_synthetic_weight",
+            "distillation_weight",
+            "masked_weight",
+            "patch_visible_weight",
+            "learning_rate",
+            "final_learning_rate",
+            "warmup_start_learning_rate",
+            "weight_decay_start",
+            "weight_decay_end",
+            "gradient_clip_norm",
+        ):
+            if getattr(self, name) < 0:
+                self._fail(name, "must be >= 0")
