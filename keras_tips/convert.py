@@ -73,11 +73,11 @@ def _nominal_swiglu_dim(inner, hidden_dim):
 
 def vision_config_from_arrays(arrays, num_heads=None, path="checkpoint"):
     """Infers `TIPSVisionEncoder` arguments from official vision arrays."""
-    _require(arrays, path, "cls_token", "pos_embed", "patch_embed.proj.weight")
     if "transformer.resblocks.0.ln_1.weight" in arrays:
         raise CheckpointError(
             f"{path} holds a TIPS text encoder, not a vision encoder."
         )
+    _require(arrays, path, "cls_token", "pos_embed", "patch_embed.proj.weight")
     hidden_dim = int(arrays["cls_token"].shape[-1])
     num_layers = _count_blocks(arrays, "blocks.", ".norm1.weight")
     if num_layers == 0:
@@ -130,10 +130,26 @@ def text_config_from_arrays(arrays, num_heads=None, path="checkpoint"):
     }
 
 
+# Layout changes between PyTorch arrays and Keras variables, both ways.
+_TRANSFORMS = {
+    None: (lambda w: w, lambda w: w),
+    "linear": (np.transpose, np.transpose),
+    "conv": (
+        lambda w: np.transpose(w, (2, 3, 1, 0)),
+        lambda w: np.transpose(w, (3, 2, 0, 1)),
+    ),
+    "mask_token": (
+        lambda w: np.reshape(w, (1, 1, -1)),
+        lambda w: np.reshape(w, (1, -1)),
+    ),
+    "pos_embed": (lambda w: w[0], lambda w: w[None]),
+}
+
+
 def _linear(layer, prefix):
     """Keras Dense <- PyTorch Linear (`weight` is transposed)."""
     return [
-        (layer.kernel, prefix + ".weight", np.transpose),
+        (layer.kernel, prefix + ".weight", "linear"),
         (layer.bias, prefix + ".bias", None),
     ]
 
@@ -146,22 +162,18 @@ def _norm(layer, prefix):
 
 
 def vision_weight_map(encoder):
-    """`(keras variable, npz key, transform)` for every vision weight."""
+    """`(keras variable, npz key, layout change)` for every vision weight."""
     emb = encoder.embedding
     ffn_names = (
         ("fc1", "fc2") if encoder.ffn_layer == "mlp" else ("w12", "w3")
     )
     entries = [
-        (
-            emb.patch_projection.kernel,
-            "patch_embed.proj.weight",
-            lambda w: np.transpose(w, (2, 3, 1, 0)),
-        ),
+        (emb.patch_projection.kernel, "patch_embed.proj.weight", "conv"),
         (emb.patch_projection.bias, "patch_embed.proj.bias", None),
         (emb.cls_token, "cls_token", None),
         (emb.register_token, "register_tokens", None),
-        (emb.mask_token, "mask_token", lambda w: np.reshape(w, (1, 1, -1))),
-        (emb.position_embedding.embeddings, "pos_embed", lambda w: w[0]),
+        (emb.mask_token, "mask_token", "mask_token"),
+        (emb.position_embedding.embeddings, "pos_embed", "pos_embed"),
     ]
     for i, block in enumerate(encoder.blocks):
         p = f"blocks.{i}"
@@ -178,7 +190,7 @@ def vision_weight_map(encoder):
 
 
 def text_weight_map(encoder):
-    """`(keras variable, npz key, transform)` for every text weight."""
+    """`(keras variable, npz key, layout change)` for every text weight."""
     entries = [
         (
             encoder.embedding.token_embedding.embeddings,
@@ -190,7 +202,7 @@ def text_weight_map(encoder):
         p = f"transformer.resblocks.{i}"
         entries += _norm(block.ln_1, p + ".ln_1")
         entries += [
-            (block.qkv.kernel, p + ".attn.in_proj_weight", np.transpose),
+            (block.qkv.kernel, p + ".attn.in_proj_weight", "linear"),
             (block.qkv.bias, p + ".attn.in_proj_bias", None),
         ]
         entries += _linear(block.out_proj, p + ".attn.out_proj")
@@ -199,6 +211,24 @@ def text_weight_map(encoder):
         entries += _linear(block.proj, p + ".mlp.c_proj")
     entries += _norm(encoder.final_norm, "ln_final")
     return entries
+
+
+def official_arrays(encoder):
+    """The encoder's weights as official PyTorch-layout arrays (npz keys).
+
+    The inverse of loading: `np.savez(path, **official_arrays(encoder))`
+    writes a checkpoint the official PyTorch code can load.
+    """
+    if hasattr(encoder, "patch_size"):
+        entries = vision_weight_map(encoder)
+    else:
+        entries = text_weight_map(encoder)
+    import keras
+
+    return {
+        key: _TRANSFORMS[layout][1](keras.ops.convert_to_numpy(variable))
+        for variable, key, layout in entries
+    }
 
 
 TEXT_EXTRA_KEYS = ("temperature", "temperature_contrastive")
@@ -211,12 +241,10 @@ def assign_weights(entries, arrays, path="checkpoint", ignore=()):
     and no unexpected array is left over.
     """
     staged = []
-    for variable, key, transform in entries:
+    for variable, key, layout in entries:
         if key not in arrays:
             raise CheckpointError(f"{path}: missing key '{key}'.")
-        value = arrays[key]
-        if transform is not None:
-            value = transform(value)
+        value = _TRANSFORMS[layout][0](arrays[key])
         expected = tuple(variable.shape)
         if tuple(value.shape) != expected:
             raise CheckpointError(
