@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Installs everything from the repository's files, then runs the test suite
+# on the jax, tensorflow and torch backends. Usage: bash tools/run_tests.sh
+# Extra arguments go to pytest (e.g. `-m "not slow"`).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash tools/setup_env.sh
+bash tools/setup_tfdv_env.sh
+export TF_CPP_MIN_LOG_LEVEL=3 PYTHONHASHSEED=0
+status=0
+for backend in jax tensorflow torch; do
+  echo "=== KERAS_BACKEND=$backend"
+  if [ "$backend" = jax ]; then
+    selection=()  # everything, backend-independent tests included
+  else
+    selection=(-m "not backend_independent and not tfdv")
+  fi
+  KERAS_BACKEND=$backend .venv/bin/python -m pytest -q -p no:cacheprovider \
+    "${selection[@]}" "$@" tests || status=1
+done
+exit $status

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Creates .venv with keras-tips and all three Keras backends (CPU builds).
+# torch is pinned first: a plain `torch` requirement pulls a multi-GB CUDA
+# build, while the pinned CPU wheel satisfies the package's torch range.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+python=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  "$python" -m venv .venv
+fi
+.venv/bin/python -m pip install -q --upgrade pip
+.venv/bin/python -m pip install -q "torch==2.13.0"
+.venv/bin/python -m pip install -q -e ".[jax,torch,dev]"
+.venv/bin/python - <<'PY'
+import importlib
+for name in ("keras", "keras_hub", "jax", "tensorflow", "torch", "keras_tips"):
+    module = importlib.import_module(name)
+    print(f"{name:12s} {getattr(module, '__version__', '')}")
+PY
