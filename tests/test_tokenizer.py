@@ -151,17 +151,13 @@ def test_call_returns_golden_ids(length):
 
 def text_with_tokens(num_tokens):
     """A text whose tokenization has exactly `num_tokens` ids."""
-    text = " ".join(["a"] * num_tokens)
-    ids = official_sentencepiece().tokenize(tf.constant([text])).to_list()[0]
-    words = ["a"] * num_tokens
-    # "a" alone may tokenize to one or two pieces; shrink until exact.
-    while len(ids) > num_tokens:
-        words.pop()
-        text = " ".join(words)
+    base = "a red circle in the top left of the image next to a square " * 4
+    for end in range(len(base) + 1):
+        text = base[:end]
         ids = official_sentencepiece().tokenize(tf.constant([text]))
-        ids = ids.to_list()[0]
-    assert len(ids) == num_tokens, (text, ids)
-    return text
+        if len(ids.to_list()[0]) == num_tokens:
+            return text
+    raise AssertionError(f"No prefix with {num_tokens} tokens.")
 
 
 @pytest.mark.parametrize("longest", [5, 8, 9, 30])
@@ -214,20 +210,31 @@ def test_single_string_matches_batch():
 
 def test_unbatched_tf_data_map_matches_eager():
     texts = ["A red circle in the TOP LEFT.", "", "the quick brown fox"]
-    tokenizer = cached_tokenizer(16)
+    tokenizer = cached_tokenizer(16, official_padding_mask=False)
     graph = run_in_tf_data(tokenizer, texts)
     eager = tokenizer.tokenize_with_padding_mask(texts)
-    np.testing.assert_array_equal(
-        graph["token_ids"], to_numpy(eager["token_ids"])
-    )
-    np.testing.assert_array_equal(
-        graph["padding_mask"], to_numpy(eager["padding_mask"])
-    )
+    for key in ("token_ids", "padding_mask"):
+        np.testing.assert_array_equal(graph[key], to_numpy(eager[key]))
     # Direct mapping of the layer returns ids only.
     ds = tf.data.Dataset.from_tensor_slices(texts).batch(3).map(tokenizer)
     np.testing.assert_array_equal(
         next(iter(ds)).numpy(), to_numpy(eager["token_ids"])
     )
+
+
+def test_official_quirk_is_decided_per_call():
+    # Mapped over single examples, the quirk applies per example: only the
+    # overflowing text gets an all-ones mask.
+    texts = ["A red circle in the TOP LEFT of the image.", "", "the fox"]
+    graph = run_in_tf_data(cached_tokenizer(16), texts)
+    for i, text in enumerate(texts):
+        reference_ids, reference_mask = official_tokenize([text], 16)
+        np.testing.assert_array_equal(graph["token_ids"][i], reference_ids[0])
+        np.testing.assert_array_equal(
+            graph["padding_mask"][i], reference_mask[0]
+        )
+    assert graph["padding_mask"][0].min() == 1
+    assert graph["padding_mask"][1].max() == 0
 
 
 def test_tf_data_with_unknown_static_shape():
@@ -360,7 +367,8 @@ def test_lowercasing_is_ascii_only():
         to_numpy(tokenizer("Ü"))[: len(upper)], upper
     )
     ds = tf.data.Dataset.from_tensor_slices(["Ü"]).batch(1).map(tokenizer)
-    np.testing.assert_array_equal(next(iter(ds)).numpy()[0, : len(upper)], upper)
+    graph_ids = next(iter(ds)).numpy()[0]
+    np.testing.assert_array_equal(graph_ids[: len(upper)], upper)
     # ... while ASCII capitals are lowercased.
     np.testing.assert_array_equal(
         to_numpy(tokenizer("THE CAT")), to_numpy(tokenizer("the cat"))
@@ -520,7 +528,7 @@ def test_save_to_preset_from_preset(tmp_path):
         )
 
 
-# --- Properties ----------------------------------------------------------------
+# --- Properties --------------------------------------------------------------
 
 
 @settings(
