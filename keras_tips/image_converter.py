@@ -80,6 +80,15 @@ class TIPSImageConverter(ImageConverter):
 
         return TIPSBackbone
 
+    @classmethod
+    def from_preset(cls, preset, **kwargs):
+        """Loads from a preset directory, a keras-hub handle or a named
+        TIPS preset (downloaded and converted once, see `keras_tips.presets`).
+        """
+        from keras_tips.presets import resolve_preset
+
+        return super().from_preset(resolve_preset(preset), **kwargs)
+
     def __init__(
         self,
         image_size=(224, 224),

@@ -186,9 +186,14 @@ def test_named_preset_downloads_converts_and_caches(tmp_path, monkeypatch, token
     assert float(backbone.temperature) == pytest.approx(0.01, rel=1e-5)
     cached = tmp_path / "cache" / "presets" / "tips_v2_b14" / "config.json"
     assert cached.exists()
-    # Second call: no network, served from the cache.
+    # Later calls: no network, served from the cache.
     monkeypatch.setenv("KERAS_TIPS_BASE_URL", "file:///nonexistent")
     keras_tips.TIPSBackbone.from_preset("tips_v2_b14")
+    preprocessor = keras_tips.TIPSPreprocessor.from_preset("tips_v2_b14")
+    batch = preprocessor({"images": np.zeros((1, 30, 40, 3), "uint8"),
+                          "prompts": ["a red circle"]})
+    assert tuple(batch["images"].shape) == (1, 448, 448, 3)
+    assert tuple(batch["token_ids"].shape) == (1, 64)
 
 
 def test_download_failure_is_clear_and_leaves_no_partial(tmp_path):
