@@ -55,18 +55,25 @@ def np_distillation(student, teacher_probs, tau):
     total, count = 0.0, 0
     for v in range(student.shape[0]):
         for b in range(student.shape[1]):
-            target = teacher_probs[v, b] if teacher_probs.ndim == 3 else teacher_probs[b]
+            target = (
+                teacher_probs[v, b]
+                if teacher_probs.ndim == 3
+                else teacher_probs[b]
+            )
             total += -np.sum(target * np_log_softmax(student[v, b] / tau))
             count += 1
     return total / count
 
 
 def np_patch_ce(student, teacher, tau, b, n):
-    return -np.sum(teacher[b, n] * np_log_softmax(np.asarray(student[b, n], np.float64) / tau))
+    return -np.sum(
+        teacher[b, n]
+        * np_log_softmax(np.asarray(student[b, n], np.float64) / tau)
+    )
 
 
 def np_ibot(student, teacher, mask, tau):
-    """DINOv2 iBOT: per-image mean over masked patches, then mean over images."""
+    """DINOv2 iBOT: per-image mean over masked patches, then over images."""
     batch, num_patches = mask.shape
     per_image = []
     for b in range(batch):
@@ -139,7 +146,9 @@ def backend_grads(fn, *arrays):
         out = fn(*tensors)
         out.backward()
         return [
-            np.zeros_like(a) if t.grad is None else t.grad.detach().cpu().numpy()
+            np.zeros_like(a)
+            if t.grad is None
+            else t.grad.detach().cpu().numpy()
             for t, a in zip(tensors, arrays)
         ]
     pytest.skip(f"No gradient helper for backend {backend}.")
@@ -236,7 +245,9 @@ def test_contrastive_valid_all_ones_and_all_zeros(rng):
     full = to_float(losses.contrastive_loss(image, text, 0.1))
     ones = to_float(losses.contrastive_loss(image, text, 0.1, valid=np.ones(5)))
     np.testing.assert_allclose(ones, full, rtol=1e-6)
-    zeros = to_float(losses.contrastive_loss(image, text, 0.1, valid=np.zeros(5)))
+    zeros = to_float(
+        losses.contrastive_loss(image, text, 0.1, valid=np.zeros(5))
+    )
     assert zeros == 0.0
 
 
@@ -255,7 +266,9 @@ def test_contrastive_shape_errors():
     with pytest.raises(ValueError, match="text_embeddings"):
         losses.contrastive_loss(np.zeros((3, 4)), np.zeros((3,)), 0.1)
     with pytest.raises(ValueError, match="valid"):
-        losses.contrastive_loss(np.ones((3, 4)), np.ones((3, 4)), 0.1, valid=np.ones(4))
+        losses.contrastive_loss(
+            np.ones((3, 4)), np.ones((3, 4)), 0.1, valid=np.ones(4)
+        )
 
 
 def test_contrastive_gradients_match_finite_differences(rng):
@@ -277,7 +290,9 @@ def test_contrastive_gradients_match_finite_differences(rng):
         lambda x: np_contrastive_with_valid(image, x, 0.2, valid), text
     )
     want_log_t = numeric_grad(
-        lambda x: np_contrastive_with_valid(image, text, math.exp(float(x)), valid),
+        lambda x: np_contrastive_with_valid(
+            image, text, math.exp(float(x)), valid
+        ),
         log_t,
     )
     np.testing.assert_allclose(g_image, want_image, atol=2e-4)
@@ -294,7 +309,9 @@ def test_contrastive_gradients_finite_with_zero_embeddings():
     text = np.zeros((3, 4), "float32")
     text[0, 1] = 1.0
     (g_image, g_text) = backend_grads(
-        lambda i, t: losses.contrastive_loss(i, t, 0.05, valid=np.array([1, 0, 1])),
+        lambda i, t: losses.contrastive_loss(
+            i, t, 0.05, valid=np.array([1, 0, 1])
+        ),
         image,
         text,
     )
@@ -308,8 +325,12 @@ def test_contrastive_gradients_finite_with_zero_embeddings():
 def test_temperature_from_log_clamps():
     got = to_float(losses.temperature_from_log(math.log(0.07)))
     np.testing.assert_allclose(got, 0.07, rtol=1e-6)
-    assert abs(to_float(losses.temperature_from_log(math.log(1e-5))) - 0.01) < 1e-7
-    assert abs(to_float(losses.temperature_from_log(3.0, 0.01, 2.0)) - 2.0) < 1e-6
+    assert (
+        abs(to_float(losses.temperature_from_log(math.log(1e-5))) - 0.01) < 1e-7
+    )
+    assert (
+        abs(to_float(losses.temperature_from_log(3.0, 0.01, 2.0)) - 2.0) < 1e-6
+    )
     with pytest.raises(ValueError, match="min_temperature"):
         losses.temperature_from_log(0.0, 0.5, 0.1)
 
@@ -321,7 +342,9 @@ def test_temperature_from_log_clamps():
 def test_teacher_probabilities_matches_numpy(rng):
     teacher = (5 * rng.normal(size=(3, 4, 10))).astype("float32")
     center = rng.normal(size=(10,)).astype("float32")
-    got = ops.convert_to_numpy(losses.teacher_probabilities(teacher, center, 0.04))
+    got = ops.convert_to_numpy(
+        losses.teacher_probabilities(teacher, center, 0.04)
+    )
     want = np_softmax((teacher.astype(np.float64) - center) / 0.04, axis=-1)
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6)
     np.testing.assert_allclose(got.sum(-1), 1.0, rtol=1e-5)
@@ -351,7 +374,9 @@ def test_center_update_matches_numpy(rng):
     kept = losses.center_update(center, batch_mean, ops.convert_to_tensor(1.0))
     np.testing.assert_allclose(ops.convert_to_numpy(kept), center, rtol=1e-7)
     replaced = losses.center_update(center, batch_mean, 0.0)
-    np.testing.assert_allclose(ops.convert_to_numpy(replaced), batch_mean, rtol=1e-7)
+    np.testing.assert_allclose(
+        ops.convert_to_numpy(replaced), batch_mean, rtol=1e-7
+    )
 
 
 def test_center_update_data_parallel_equivalence(rng):
@@ -406,7 +431,9 @@ def test_distillation_known_value_and_stability():
     student = np.zeros((2, 3, k), "float32")
     teacher = np.full((3, k), 1.0 / k)
     np.testing.assert_allclose(
-        to_float(losses.distillation_loss(student, teacher, 0.1)), math.log(k), rtol=1e-6
+        to_float(losses.distillation_loss(student, teacher, 0.1)),
+        math.log(k),
+        rtol=1e-6,
     )
     # Huge logits stay finite (log_softmax, not log(softmax)).
     student = np.zeros((1, 1, 4), "float32")
@@ -431,7 +458,9 @@ def test_distillation_gradient_matches_finite_differences(rng):
     (g,) = backend_grads(
         lambda s: losses.distillation_loss(s, teacher_probs, 0.1), student
     )
-    want = numeric_grad(lambda s: np_distillation(s, teacher_probs, 0.1), student)
+    want = numeric_grad(
+        lambda s: np_distillation(s, teacher_probs, 0.1), student
+    )
     np.testing.assert_allclose(g, want, atol=1e-4)
 
 
@@ -494,12 +523,16 @@ def test_masked_patch_loss_ibot_plus_plus(rng):
         ]
     )
     got = to_float(
-        losses.masked_patch_loss(student, teacher, mask, 0.1, visible_weight=1.0)
+        losses.masked_patch_loss(
+            student, teacher, mask, 0.1, visible_weight=1.0
+        )
     )
     np.testing.assert_allclose(got, all_patches, rtol=1e-5)
     # visible_weight = 0 is exactly iBOT.
     got0 = to_float(losses.masked_patch_loss(student, teacher, mask, 0.1, 0.0))
-    np.testing.assert_allclose(got0, np_ibot(student, teacher, mask, 0.1), rtol=1e-5)
+    np.testing.assert_allclose(
+        got0, np_ibot(student, teacher, mask, 0.1), rtol=1e-5
+    )
 
 
 def test_masked_patch_loss_gradients(rng):
@@ -521,7 +554,8 @@ def test_masked_patch_loss_gradients(rng):
         lambda s: losses.masked_patch_loss(s, teacher, mask, 0.1, 0.5), student
     )
     want_pp = numeric_grad(
-        lambda s: np_ibot_plus_plus(s, teacher, mask.astype(bool), 0.1, 0.5), student
+        lambda s: np_ibot_plus_plus(s, teacher, mask.astype(bool), 0.1, 0.5),
+        student,
     )
     np.testing.assert_allclose(g_pp, want_pp, atol=1e-4)
     assert np.any(g_pp[1] != 0.0)
@@ -532,7 +566,9 @@ def test_masked_patch_loss_errors(rng):
     with pytest.raises(ValueError, match="mask"):
         losses.masked_patch_loss(student, teacher, np.zeros((3, 5)), 0.1)
     with pytest.raises(ValueError, match="teacher_patch_probs"):
-        losses.masked_patch_loss(student, teacher[:, :, :4], np.zeros((3, 6)), 0.1)
+        losses.masked_patch_loss(
+            student, teacher[:, :, :4], np.zeros((3, 6)), 0.1
+        )
     with pytest.raises(ValueError, match="student_patch_logits"):
         losses.masked_patch_loss(student[0], teacher, np.zeros((3, 6)), 0.1)
     with pytest.raises(ValueError, match="visible_weight"):
@@ -552,7 +588,7 @@ def test_losses_return_float32_scalars_for_half_inputs(rng):
 
 
 def test_losses_trace_in_compiled_functions(rng):
-    """The losses work under jax.jit / tf.function with an unknown batch size."""
+    """The losses work under jax.jit / tf.function with unknown batch size."""
     image = rng.normal(size=(5, 4)).astype("float32")
     text = rng.normal(size=(5, 4)).astype("float32")
     valid = np.array([1, 1, 0, 1, 1], "float32")

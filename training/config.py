@@ -394,7 +394,8 @@ class PretrainConfig:
             if field_type is bool and not isinstance(value, bool):
                 self._fail(name, "must be a bool")
             if field_type is int and (
-                isinstance(value, bool) or not isinstance(value, numbers.Integral)
+                isinstance(value, bool)
+                or not isinstance(value, numbers.Integral)
             ):
                 self._fail(name, "must be an int")
             if field_type is float and (
@@ -434,7 +435,11 @@ class PretrainConfig:
         ):
             if getattr(self, name) < 0:
                 self._fail(name, "must be >= 0")
-        for name in ("global_crop_size", "high_res_crop_size", "local_crop_size"):
+        for name in (
+            "global_crop_size",
+            "high_res_crop_size",
+            "local_crop_size",
+        ):
             if getattr(self, name) % self.patch_size:
                 self._fail(
                     name, f"must be a multiple of patch_size={self.patch_size}"
@@ -455,7 +460,9 @@ class PretrainConfig:
                 )
                 or not 0 < value[0] <= value[1] <= 1
             ):
-                self._fail(name, "must be a pair (min, max) with 0 < min <= max <= 1")
+                self._fail(
+                    name, "must be a pair (min, max) with 0 < min <= max <= 1"
+                )
 
         if not 0 <= self.mask_ratio < 1:
             self._fail("mask_ratio", "must be in [0, 1)")

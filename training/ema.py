@@ -13,12 +13,13 @@ student's backbone).
 * `copy_weights`: teacher = student, e.g. at initialization.
 """
 
-from keras import backend
-from keras import ops
+from keras import backend, ops
 
 
 def _as_variable_list(variables, arg_name):
-    if hasattr(variables, "weights") and not isinstance(variables, (list, tuple)):
+    if hasattr(variables, "weights") and not isinstance(
+        variables, (list, tuple)
+    ):
         return list(variables.weights)
     try:
         return list(variables)
@@ -34,7 +35,9 @@ def _describe(variable, index):
     return f"#{index} ({name})" if name else f"#{index}"
 
 
-def _check_matching(teacher, student, teacher_name, student_name, require_float):
+def _check_matching(
+    teacher, student, teacher_name, student_name, require_float
+):
     if len(teacher) != len(student):
         raise ValueError(
             f"`{teacher_name}` and `{student_name}` must hold the same number "
@@ -70,7 +73,9 @@ def _check_momentum(momentum):
 
 def _ema(teacher_value, student_value, momentum, dtype):
     momentum = ops.cast(momentum, dtype)
-    student_value = ops.stop_gradient(ops.convert_to_tensor(student_value, dtype))
+    student_value = ops.stop_gradient(
+        ops.convert_to_tensor(student_value, dtype)
+    )
     teacher_value = ops.convert_to_tensor(teacher_value, dtype)
     return momentum * teacher_value + (1 - momentum) * student_value
 
@@ -124,8 +129,12 @@ def ema_update(teacher_variables, student_variables, momentum):
     ema_update(teacher_head.weights, student_head.weights, momentum=0.994)
     ```
     """
-    teacher_variables = _as_variable_list(teacher_variables, "teacher_variables")
-    student_variables = _as_variable_list(student_variables, "student_variables")
+    teacher_variables = _as_variable_list(
+        teacher_variables, "teacher_variables"
+    )
+    student_variables = _as_variable_list(
+        student_variables, "student_variables"
+    )
     _check_matching(
         teacher_variables,
         student_variables,

@@ -7,14 +7,14 @@ from keras import ops
 
 
 def _l2_normalize(x, axis, epsilon):
-    """`x / max(||x||, epsilon)` along `axis` (as `torch.nn.functional.normalize`)."""
+    """`x / max(||x||, epsilon)` along `axis` (as torch `F.normalize`)."""
     squared_norm = ops.sum(ops.square(x), axis=axis, keepdims=True)
     return x * ops.rsqrt(ops.maximum(squared_norm, epsilon * epsilon))
 
 
 @keras.saving.register_keras_serializable(package="keras_tips")
 class ProjectionHead(keras.layers.Layer):
-    """DINO projection head: MLP, L2 normalization, weight-normalized prototypes.
+    """DINO projection head: MLP, L2 norm, weight-normalized prototypes.
 
     The head maps backbone features to `num_prototypes` logits:
 
@@ -102,7 +102,9 @@ class ProjectionHead(keras.layers.Layer):
             kernel_initializer = keras.initializers.TruncatedNormal(stddev=0.02)
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
 
-        widths = [self.hidden_dim] * (self.num_layers - 1) + [self.bottleneck_dim]
+        widths = [self.hidden_dim] * (self.num_layers - 1) + [
+            self.bottleneck_dim
+        ]
         self.mlp_layers = [
             keras.layers.Dense(
                 width,
@@ -135,7 +137,7 @@ class ProjectionHead(keras.layers.Layer):
         self.built = True
 
     def normalized_prototypes(self):
-        """The prototypes with unit L2 norm each, `(bottleneck_dim, K)` float32."""
+        """Prototypes with unit L2 norm each, `(bottleneck_dim, K)` float32."""
         prototypes = ops.cast(self.prototypes, "float32")
         return _l2_normalize(prototypes, axis=0, epsilon=self.epsilon)
 

@@ -60,7 +60,9 @@ def _shapes_compatible(shape_a, shape_b):
     """Same rank and equal sizes wherever both are statically known."""
     if len(shape_a) != len(shape_b):
         return False
-    return all(a is None or b is None or a == b for a, b in zip(shape_a, shape_b))
+    return all(
+        a is None or b is None or a == b for a, b in zip(shape_a, shape_b)
+    )
 
 
 def _check_static_dims_equal(a, b, a_name, b_name, axis_a, axis_b):
@@ -74,7 +76,9 @@ def _check_static_dims_equal(a, b, a_name, b_name, axis_a, axis_b):
         )
 
 
-def temperature_from_log(log_temperature, min_temperature=0.01, max_temperature=1.0):
+def temperature_from_log(
+    log_temperature, min_temperature=0.01, max_temperature=1.0
+):
     """Clamped temperature `exp(clip(log_temperature, log(min), log(max)))`.
 
     The contrastive temperature is learned as a log (so that it stays
@@ -105,12 +109,16 @@ def temperature_from_log(log_temperature, min_temperature=0.01, max_temperature=
     log_temperature = _to_float32(log_temperature)
     return ops.exp(
         ops.clip(
-            log_temperature, math.log(min_temperature), math.log(max_temperature)
+            log_temperature,
+            math.log(min_temperature),
+            math.log(max_temperature),
         )
     )
 
 
-def contrastive_loss(image_embeddings, text_embeddings, temperature, valid=None):
+def contrastive_loss(
+    image_embeddings, text_embeddings, temperature, valid=None
+):
     """Symmetric image-text contrastive (InfoNCE / CLIP) loss.
 
     Both embeddings are L2-normalized, `logits = image @ text.T / temperature`
@@ -252,7 +260,12 @@ def distillation_loss(student_logits, teacher_probs, student_temperature):
         student_logits = ops.expand_dims(student_logits, 0)
     if len(teacher_probs.shape) == 3:
         _check_static_dims_equal(
-            student_logits, teacher_probs, "student_logits", "teacher_probs", 0, 0
+            student_logits,
+            teacher_probs,
+            "student_logits",
+            "teacher_probs",
+            0,
+            0,
         )
     _check_static_dims_equal(
         student_logits, teacher_probs, "student_logits", "teacher_probs", -2, -2
@@ -334,7 +347,12 @@ def masked_patch_loss(
         )
     for axis in (0, 1):
         _check_static_dims_equal(
-            student_patch_logits, mask, "student_patch_logits", "mask", axis, axis
+            student_patch_logits,
+            mask,
+            "student_patch_logits",
+            "mask",
+            axis,
+            axis,
         )
     student_temperature = _to_float32(student_temperature)
     visible_weight = _to_float32(visible_weight)
@@ -380,9 +398,7 @@ def center_update(center, teacher_logits_batch_mean, momentum):
     ```
     """
     if isinstance(momentum, (int, float)) and not 0.0 <= momentum <= 1.0:
-        raise ValueError(
-            f"`momentum` must be in [0, 1]. Received: {momentum}."
-        )
+        raise ValueError(f"`momentum` must be in [0, 1]. Received: {momentum}.")
     center = _to_float32(center)
     batch_mean = ops.stop_gradient(_to_float32(teacher_logits_batch_mean))
     if not _shapes_compatible(center.shape, batch_mean.shape):

@@ -1,4 +1,6 @@
-"""Step schedules of TIPS pretraining (learning rate, weight decay, EMA, temperature).
+"""Step schedules of TIPS pretraining.
+
+Learning rate, weight decay, EMA momentum and teacher temperature.
 
 Every schedule is a function of the training step. Each function accepts
 either a Python / NumPy number or array (then it computes with NumPy and
@@ -36,7 +38,9 @@ def _host_result(value):
 
 
 def _check_steps(total_steps, warmup_steps):
-    if isinstance(total_steps, bool) or not isinstance(total_steps, numbers.Integral):
+    if isinstance(total_steps, bool) or not isinstance(
+        total_steps, numbers.Integral
+    ):
         raise TypeError(
             f"`total_steps` must be an int. Received: {total_steps!r}."
         )
@@ -47,7 +51,9 @@ def _check_steps(total_steps, warmup_steps):
             f"`warmup_steps` must be an int. Received: {warmup_steps!r}."
         )
     if total_steps < 1:
-        raise ValueError(f"`total_steps` must be >= 1. Received: {total_steps}.")
+        raise ValueError(
+            f"`total_steps` must be >= 1. Received: {total_steps}."
+        )
     if not 0 <= warmup_steps <= total_steps:
         raise ValueError(
             "`warmup_steps` must be in [0, total_steps]. Received "
@@ -63,7 +69,7 @@ def cosine_schedule(
     warmup_steps=0,
     warmup_start_value=0.0,
 ):
-    """Linear warm-up then cosine interpolation from `base_value` to `final_value`.
+    """Linear warm-up, then cosine from `base_value` to `final_value`.
 
     * `step < warmup_steps`: `warmup_start_value + (base_value -
       warmup_start_value) * step / warmup_steps`;
@@ -115,15 +121,15 @@ def cosine_schedule(
         1.0 + ops.cos(math.pi * progress)
     )
     if warmup_steps > 0:
-        warmup_value = warmup_start_value + (base_value - warmup_start_value) * (
-            step / warmup_steps
-        )
+        warmup_value = warmup_start_value + (
+            base_value - warmup_start_value
+        ) * (step / warmup_steps)
         value = ops.where(step < warmup_steps, warmup_value, value)
     return ops.cast(value, "float32")
 
 
 def linear_warmup_schedule(step, warmup_steps, start_value, end_value):
-    """Linear from `start_value` (step 0) to `end_value` (`warmup_steps`), then constant.
+    """Linear from `start_value` to `end_value` over `warmup_steps`, then flat.
 
     With `warmup_steps == 0` the value is `end_value` at every step.
 
@@ -149,7 +155,9 @@ def linear_warmup_schedule(step, warmup_steps, start_value, end_value):
             f"`warmup_steps` must be an int. Received: {warmup_steps!r}."
         )
     if warmup_steps < 0:
-        raise ValueError(f"`warmup_steps` must be >= 0. Received: {warmup_steps}.")
+        raise ValueError(
+            f"`warmup_steps` must be >= 0. Received: {warmup_steps}."
+        )
     denominator = max(warmup_steps, 1)
     if _is_host_value(step):
         step = np.asarray(step, dtype="float64")
@@ -161,10 +169,14 @@ def linear_warmup_schedule(step, warmup_steps, start_value, end_value):
     fraction = ops.clip(step / denominator, 0.0, 1.0)
     if warmup_steps == 0:
         fraction = ops.ones_like(step)
-    return ops.cast(start_value + (end_value - start_value) * fraction, "float32")
+    return ops.cast(
+        start_value + (end_value - start_value) * fraction, "float32"
+    )
 
 
-def ema_momentum_schedule(step, total_steps, base_momentum=0.994, final_momentum=1.0):
+def ema_momentum_schedule(
+    step, total_steps, base_momentum=0.994, final_momentum=1.0
+):
     """Teacher EMA momentum: cosine from `base_momentum` to `final_momentum`.
 
     DINOv2 uses 0.992 (ViT-g) or 0.994 to 1.0 over the whole training.
@@ -177,8 +189,10 @@ def ema_momentum_schedule(step, total_steps, base_momentum=0.994, final_momentum
     return cosine_schedule(step, total_steps, base_momentum, final_momentum)
 
 
-def weight_decay_schedule(step, total_steps, base_weight_decay=0.04, final_weight_decay=0.2):
-    """AdamW weight decay: cosine from `base_weight_decay` to `final_weight_decay`.
+def weight_decay_schedule(
+    step, total_steps, base_weight_decay=0.04, final_weight_decay=0.2
+):
+    """AdamW weight decay: cosine from `base_weight_decay` to the final value.
 
     DINOv2 uses 0.04 -> 0.2 over the whole training.
 
@@ -187,7 +201,9 @@ def weight_decay_schedule(step, total_steps, base_weight_decay=0.04, final_weigh
     weight_decay_schedule(1000, total_steps=1000)  # 0.2
     ```
     """
-    return cosine_schedule(step, total_steps, base_weight_decay, final_weight_decay)
+    return cosine_schedule(
+        step, total_steps, base_weight_decay, final_weight_decay
+    )
 
 
 def teacher_temperature_schedule(
@@ -213,7 +229,9 @@ def teacher_temperature_schedule(
 
 @keras.saving.register_keras_serializable(package="keras_tips")
 class WarmupCosineDecay(keras.optimizers.schedules.LearningRateSchedule):
-    """Learning rate with linear warm-up and cosine decay (see `cosine_schedule`).
+    """Learning rate with linear warm-up and cosine decay.
+
+    See `cosine_schedule` for the exact formula.
 
     Args:
         learning_rate: float, peak learning rate reached after the warm-up.
