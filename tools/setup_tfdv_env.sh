@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Creates (or refreshes) the TensorFlow Data Validation venv, .venv-tfdv.
+#
+# TFDV 1.16.1 pins TF 2.16, numpy 1.x, pyarrow 10 and apache-beam < 2.60,
+# which clash with the main venv, so it lives in its own venv. Idempotent:
+# when the venv already matches tools/requirements-tfdv.txt (hash stamp) and
+# imports TFDV, nothing is installed.
+#
+# Usage:  bash tools/setup_tfdv_env.sh
+# Env:    PYTHON (default python3.11), TFDV_VENV (default <repo>/.venv-tfdv),
+#         FORCE=1 to rebuild from scratch.
+set -euo pipefail
+
+repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+requirements="${repo_root}/tools/requirements-tfdv.txt"
+venv="${TFDV_VENV:-${repo_root}/.venv-tfdv}"
+python="${PYTHON:-python3.11}"
+stamp="${venv}/.requirements-tfdv.sha256"
+
+if [[ ! -f "${requirements}" ]]; then
+  echo "setup_tfdv_env: missing ${requirements}" >&2
+  exit 1
+fi
+want_hash="$(sha256sum "${requirements}" | cut -d' ' -f1)"
+
+check_env() {
+  "${venv}/bin/python" - <<'PY' >/dev/null 2>&1
+import tensorflow_data_validation as tfdv
+import tensorflow as tf
+assert tfdv.__version__ == "1.16.1", tfdv.__version__
+PY
+}
+
+if [[ "${FORCE:-0}" != "1" && -x "${venv}/bin/python" && -f "${stamp}" \
+      && "$(cat "${stamp}")" == "${want_hash}" ]] && check_env; then
+  echo "setup_tfdv_env: ${venv} is up to date."
+  exit 0
+fi
+
+if ! command -v "${python}" >/dev/null 2>&1; then
+  echo "setup_tfdv_env: ${python} not found; TFDV 1.16.1 needs Python 3.9-3.11." \
+       "Set PYTHON=/path/to/python3.11." >&2
+  exit 1
+fi
+version="$("${python}" -c 'import sys; print("%d.%d" % sys.version_info[:2])')"
+case "${version}" in
+  3.9|3.10|3.11) ;;
+  *) echo "setup_tfdv_env: ${python} is Python ${version}; TFDV 1.16.1 needs 3.9-3.11." >&2
+     exit 1 ;;
+esac
+
+start="$(date +%s)"
+if [[ "${FORCE:-0}" == "1" || ! -x "${venv}/bin/python" ]]; then
+  rm -rf "${venv}"
+  "${python}" -m venv "${venv}"
+fi
+rm -f "${stamp}"
+"${venv}/bin/python" -m pip install --require-virtualenv -qq \
+  -r "${requirements}"
+if ! check_env; then
+  echo "setup_tfdv_env: installed, but 'import tensorflow_data_validation' fails" \
+       "in ${venv}; rerun with FORCE=1." >&2
+  exit 1
+fi
+echo "${want_hash}" > "${stamp}"
+echo "setup_tfdv_env: ${venv} ready in $(( $(date +%s) - start )) s" \
+     "($(du -sh "${venv}" | cut -f1))."
