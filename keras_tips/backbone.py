@@ -161,8 +161,20 @@ class TIPSBackbone(Backbone):
                 initialisation of the same architecture.
             **kwargs: passed to the keras-hub loader.
         """
+        import os
+
+        from keras_tips.presets import check_preset_directory
         from keras_tips.presets import resolve_preset
 
-        return super().from_preset(
-            resolve_preset(preset), load_weights=load_weights, **kwargs
-        )
+        preset = resolve_preset(preset)
+        if isinstance(preset, str) and os.path.isdir(preset):
+            check_preset_directory(preset, expected_class=cls.__name__)
+        try:
+            return super().from_preset(
+                preset, load_weights=load_weights, **kwargs
+            )
+        except OSError as error:
+            raise OSError(
+                f"Could not load the TIPS preset {preset}: its files are "
+                f"unreadable or truncated ({error}). Convert or save it again."
+            ) from error

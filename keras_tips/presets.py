@@ -128,6 +128,56 @@ def fetch_official_files(name, directory):
     return files
 
 
+def _version_tuple(text):
+    parts = []
+    for piece in str(text).split(".")[:2]:
+        digits = "".join(ch for ch in piece if ch.isdigit())
+        parts.append(int(digits) if digits else 0)
+    return tuple(parts)
+
+
+def check_preset_directory(path, expected_class="TIPSBackbone"):
+    """Fails clearly on a directory that is not a loadable TIPS preset.
+
+    Checks that `config.json` exists and is readable, that it describes
+    `expected_class` (not another keras-hub model), and that the preset was
+    not written by a newer keras-hub than the installed one.
+    """
+    import json
+
+    from keras_hub import __version__ as installed
+
+    config_path = os.path.join(path, "config.json")
+    if not os.path.exists(config_path):
+        raise FileNotFoundError(
+            f"{path} is not a preset directory: it has no config.json. "
+            "Write one with save_to_preset or tools/convert_checkpoint.py."
+        )
+    try:
+        with open(config_path) as file:
+            config = json.load(file)
+    except (OSError, ValueError) as error:
+        raise ValueError(f"{config_path} is not readable JSON: {error}") from error
+    class_name = config.get("class_name") if isinstance(config, dict) else None
+    if class_name != expected_class:
+        raise ValueError(
+            f"{path} holds a {class_name!r} preset, not a {expected_class}; "
+            f"load it with that model's class instead."
+        )
+    metadata_path = os.path.join(path, "metadata.json")
+    if os.path.exists(metadata_path):
+        try:
+            with open(metadata_path) as file:
+                written_by = json.load(file).get("keras_hub_version")
+        except (OSError, ValueError):
+            written_by = None
+        if written_by and _version_tuple(written_by) > _version_tuple(installed):
+            raise ValueError(
+                f"{path} was written by keras-hub {written_by}, newer than the "
+                f"installed {installed}; upgrade keras-hub to load it."
+            )
+
+
 def resolve_preset(preset):
     """Maps a preset name to a local preset directory; other values pass.
 
