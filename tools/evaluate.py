@@ -1,0 +1,107 @@
+"""Evaluate a TIPS preset on held-out synthetic scenes.
+
+Prints a results table (zero-shot classification, retrieval recall,
+zero-shot and linear-probe segmentation mIoU), writes the metrics as JSON
+and a PCA-of-patch-features picture of a few scenes.
+
+Usage:
+    python -m tools.evaluate --preset runs/main/train/preset \
+        --data 'runs/main/data/eval-*.tfrecord' --output_dir runs/main/eval
+"""
+
+import argparse
+import json
+import os
+import sys
+
+import numpy as np
+
+
+def format_table(rows, columns):
+    """A GitHub-markdown table of `rows` (dicts) with `columns` (key, title)."""
+    lines = [
+        "| " + " | ".join(title for _, title in columns) + " |",
+        "|" + "|".join("---" for _ in columns) + "|",
+    ]
+    for row in rows:
+        cells = []
+        for key, _ in columns:
+            value = row.get(key, "")
+            cells.append(f"{value:.3f}" if isinstance(value, float) else str(value))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+METRIC_COLUMNS = (
+    ("zero_shot_seg_miou", "zero-shot seg mIoU"),
+    ("linear_probe_seg_miou", "linear-probe seg mIoU"),
+    ("retrieval_i2t@1_best", "image->text R@1"),
+    ("retrieval_t2i@1_second_cls", "text->image R@1 (2nd CLS)"),
+    ("zero_shot_acc_both_cls", "zero-shot acc (both CLS)"),
+)
+
+
+def save_pca_picture(features, path, count=4):
+    """Scenes' masks and PCA pictures of their patch features, side by side."""
+    from PIL import Image
+
+    from keras_tips.visualization import pca_images
+
+    count = min(count, len(features.segmentation))
+    size = features.segmentation.shape[1:3]
+    pca = pca_images(features.patch_embeddings[:count], image_size=size)
+    palette = np.array(
+        [[0, 0, 0], [230, 25, 75], [60, 180, 75], [255, 225, 25],
+         [0, 130, 200], [245, 130, 48], [145, 30, 180]], "uint8")
+    masks = palette[np.clip(features.segmentation[:count], 0, len(palette) - 1)]
+    grid = np.concatenate(
+        [np.concatenate([m, p], axis=0) for m, p in zip(masks, pca)], axis=1)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    Image.fromarray(grid).save(path)
+    return path
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--preset", required=True, help="preset dir or name")
+    parser.add_argument("--data", required=True, help="eval TFRecord glob")
+    parser.add_argument("--output_dir", default=None)
+    parser.add_argument("--image_size", type=int, default=None,
+                        help="default: the preset's image converter size")
+    parser.add_argument("--max_scenes", type=int, default=None)
+    parser.add_argument("--batch_size", type=int, default=32)
+    args = parser.parse_args(argv)
+
+    import keras_tips
+    from training.evaluation import evaluate_scenes
+
+    try:
+        backbone = keras_tips.TIPSBackbone.from_preset(args.preset)
+        tokenizer = keras_tips.TIPSTokenizer.from_preset(args.preset)
+        tokenizer.official_padding_mask = False
+        image_size = args.image_size
+        if image_size is None:
+            try:
+                converter = keras_tips.TIPSImageConverter.from_preset(args.preset)
+                image_size = int(converter.image_size[0])
+            except Exception:  # presets without an image converter
+                image_size = 224
+        metrics, features = evaluate_scenes(
+            backbone, tokenizer, args.data, image_size,
+            batch_size=args.batch_size, max_scenes=args.max_scenes)
+    except (OSError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    print(format_table([metrics], (("num_scenes", "scenes"),) + METRIC_COLUMNS))
+    if args.output_dir:
+        os.makedirs(args.output_dir, exist_ok=True)
+        with open(os.path.join(args.output_dir, "metrics.json"), "w") as file:
+            json.dump(metrics, file, indent=1)
+        picture = save_pca_picture(
+            features, os.path.join(args.output_dir, "pca.png"))
+        print(f"Metrics and PCA picture written to {args.output_dir} ({picture})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
