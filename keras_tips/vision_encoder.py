@@ -1,6 +1,8 @@
 """The TIPS vision transformer."""
 
 import keras
+import numpy as np
+from keras import ops
 from keras_hub.models import Backbone
 
 from keras_tips.layers.vision_block import TIPSVisionBlock
@@ -162,7 +164,31 @@ class TIPSVisionEncoder(Backbone):
             `(B, H / 14, W / 14, D)` patch embeddings.
         """
         images = self._check_images(images)
+        if isinstance(images, np.ndarray):
+            # Concrete images: run the compiled inference graph (one trace
+            # per input shape), as `predict_on_batch` does for `__call__`.
+            patches = self._value_attention_model().predict_on_batch(images)
+            return ops.convert_to_tensor(patches)
         return self._encode(images, value_attention=True)["patch_embeddings"]
+
+    def _value_attention_model(self):
+        """Functional model of the value-attention read-out (same weights).
+
+        Built once and kept out of Keras' layer tracking, so the encoder's
+        weights, config and saved files are unchanged.
+        """
+        model = self.__dict__.get("_value_attention_graph")
+        if model is None:
+            images = keras.Input(shape=self.image_shape, name="images")
+            patches = self._encode(images, value_attention=True)
+            model = keras.Model(
+                images,
+                patches["patch_embeddings"],
+                name=f"{self.name}_value_attention",
+            )
+            model.jit_compile = self.jit_compile
+            object.__setattr__(self, "_value_attention_graph", model)
+        return model
 
     def _check_images(self, images):
         return check_encoder_images(images, self.patch_size)

@@ -1,0 +1,972 @@
+"""Inference benchmark of keras-tips against the machine's matmul roofline.
+
+One run measures, side by side on the same machine and for each backend
+(every backend in its own subprocess, since `KERAS_BACKEND` is fixed per
+process):
+
+- the matrix-multiply peak (GFLOP/s) for float32 and bfloat16: a large
+  square matmul, jit-compiled (and, where the backend has one, through its
+  eager kernel library), best of N; the best variant is the roofline;
+- `TIPSVisionEncoder` forward images/s (S/14 and B/14 at 224, B/14 at 448,
+  batch 8) in float32 and bfloat16, through the compiled inference path
+  (`predict_on_batch`), with the analytic FLOP count, the achieved GFLOP/s
+  and the fraction of the roofline of the same dtype; for bfloat16 also
+  the error of the outputs relative to float32 with the same weights;
+- keras-hub's `DINOV2Backbone` with one register token and the same
+  width, depth, heads and MLP width (same token count, same FLOPs), and the
+  ratio TIPS / DINOv2;
+- `TIPSTextEncoder` texts/s at 64 tokens;
+- time to first embedding for B/14 (a fresh process: import, `from_preset`
+  of a locally converted random-weight B/14 preset, first call including
+  compilation) and its peak resident memory;
+- training images/s from `tools/benchmark_training.py` when that tool
+  exists (otherwise a "not measured" line).
+
+It prints a table and writes JSON lines (`--output`).
+
+Usage:
+    python tools/benchmark.py --output benchmark.jsonl
+    python tools/benchmark.py --backends jax --models B14_224 --repeats 5
+    python tools/benchmark.py --quick --backends jax  # tiny sizes, seconds
+"""
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if REPO_ROOT not in sys.path:
+    sys.path.insert(0, REPO_ROOT)
+
+BACKENDS = ("jax", "tensorflow", "torch")
+DTYPES = ("float32", "bfloat16")
+# name: (variant size, image side)
+MODELS = {
+    "S14_224": ("S", 224),
+    "B14_224": ("B", 224),
+    "B14_448": ("B", 448),
+}
+TEXT_LENGTH = 64
+# Tiny architecture of `--quick` (seconds per backend).
+QUICK_VISION = {
+    "hidden_dim": 32,
+    "num_layers": 2,
+    "num_heads": 2,
+    "mlp_dim": 64,
+    "ffn_layer": "mlp",
+    "patch_size": 14,
+    "position_grid_size": 4,
+    "layer_scale_init": 1.0,
+}
+QUICK_TEXT = {
+    "vocabulary_size": 100,
+    "hidden_dim": 32,
+    "num_layers": 2,
+    "num_heads": 2,
+    "mlp_dim": 64,
+}
+QUICK_IMAGE = 56
+QUICK_MATMUL = 256
+MATMUL_SIZE = 2048
+_PREFIX = "BENCHMARK_RECORD "
+
+
+# ----------------------------------------------------------------------------
+# Analytic FLOP counts (2 FLOPs per multiply-accumulate; matmuls only).
+# ----------------------------------------------------------------------------
+
+
+def transformer_block_flops(tokens, hidden_dim, ffn_macs_per_token):
+    """FLOPs of one pre-norm attention block on `tokens` tokens.
+
+    Counts the fused qkv projection, the attention scores `Q K^T` and the
+    weighted sum `A V` (summed over heads: `tokens**2 * hidden_dim` MACs
+    each, independent of the head count), the output projection and the
+    feed-forward. Norms, softmax, biases and activations are not counted.
+
+    Args:
+        tokens: int. Sequence length.
+        hidden_dim: int. Token width.
+        ffn_macs_per_token: int. Multiply-accumulates of the feed-forward
+            per token.
+    """
+    macs = (
+        tokens * hidden_dim * 3 * hidden_dim  # qkv
+        + tokens * tokens * hidden_dim  # Q K^T
+        + tokens * tokens * hidden_dim  # A V
+        + tokens * hidden_dim * hidden_dim  # output projection
+        + tokens * ffn_macs_per_token  # MLP / SwiGLU
+    )
+    return 2 * macs
+
+
+def vision_encoder_flops(
+    hidden_dim,
+    num_layers,
+    mlp_dim,
+    ffn_layer="mlp",
+    patch_size=14,
+    image_size=(224, 224),
+    batch_size=1,
+    num_prefix_tokens=2,
+    **unused_config,
+):
+    """Forward FLOPs of `TIPSVisionEncoder` (or a DINOv2 of the same shape).
+
+    Patch embedding (a `patch_size`-strided convolution, i.e. one
+    `(3 p^2) x D` matmul per patch) plus `num_layers` blocks on
+    `num_prefix_tokens + patches` tokens (CLS and register token for TIPS).
+
+    Args:
+        hidden_dim, num_layers, mlp_dim, ffn_layer, patch_size: the encoder
+            architecture (`keras_tips.variants.vision_config(...)` can be
+            passed with `**`; other keys are ignored).
+        image_size: `(height, width)` in pixels.
+        batch_size: int. Images per batch.
+        num_prefix_tokens: int. Tokens before the patches.
+
+    Returns:
+        int, FLOPs for the whole batch.
+
+    Example:
+    ```python
+    from keras_tips.variants import vision_config
+    vision_encoder_flops(**vision_config("B"), image_size=(224, 224))
+    # 4.4e10 FLOPs per image
+    ```
+    """
+    from keras_tips.layers.feed_forward import swiglu_hidden_dim
+
+    if ffn_layer not in ("mlp", "swiglu"):
+        raise ValueError(
+            f"`ffn_layer` must be 'mlp' or 'swiglu'. Received: {ffn_layer!r}"
+        )
+    height, width = image_size
+    patches = (height // patch_size) * (width // patch_size)
+    tokens = num_prefix_tokens + patches
+    if ffn_layer == "mlp":
+        ffn_macs = 2 * hidden_dim * mlp_dim
+    else:
+        inner = swiglu_hidden_dim(mlp_dim)
+        ffn_macs = hidden_dim * 2 * inner + inner * hidden_dim
+    patch_embed = 2 * patches * (3 * patch_size * patch_size) * hidden_dim
+    blocks = num_layers * transformer_block_flops(tokens, hidden_dim, ffn_macs)
+    return batch_size * (patch_embed + blocks)
+
+
+def text_encoder_flops(
+    hidden_dim, num_layers, mlp_dim, sequence_length, batch_size=1,
+    **unused_config,
+):
+    """Forward FLOPs of `TIPSTextEncoder` on padded `sequence_length` tokens.
+
+    The embedding lookup and mean pooling are not matmuls and not counted.
+
+    Args:
+        hidden_dim, num_layers, mlp_dim: the text architecture
+            (`keras_tips.variants.text_config(...)` can be passed with `**`).
+        sequence_length: int. Padded token count.
+        batch_size: int. Texts per batch.
+
+    Returns:
+        int, FLOPs for the whole batch.
+    """
+    block = transformer_block_flops(
+        sequence_length, hidden_dim, 2 * hidden_dim * mlp_dim
+    )
+    return batch_size * num_layers * block
+
+
+# ----------------------------------------------------------------------------
+# Worker: runs inside one backend's process.
+# ----------------------------------------------------------------------------
+
+
+def _best_time(run, repeats):
+    """(first call seconds, best and median of `repeats` later calls)."""
+    start = time.perf_counter()
+    run()
+    first = time.perf_counter() - start
+    times = []
+    for _ in range(max(1, repeats)):
+        start = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - start)
+    times.sort()
+    return first, times[0], times[len(times) // 2]
+
+
+def matmul_roofline(backend, dtype, size, repeats):
+    """Best GFLOP/s of a `size x size` matmul per variant of this backend.
+
+    Returns a dict `{variant: GFLOP/s}`: `"jit"` (XLA for JAX and
+    TensorFlow; plain `torch.matmul` for PyTorch, whose eager kernel is
+    what a compiled graph calls too) and, for TensorFlow, `"eager"` (the
+    oneDNN kernels TensorFlow graphs use without XLA).
+    """
+    import numpy as np
+
+    host = np.random.RandomState(0).standard_normal((size, size))
+    host = host.astype("float32")
+    flops = 2 * size**3
+    variants = {}
+    if backend == "jax":
+        import jax
+        import jax.numpy as jnp
+
+        matmul = jax.jit(jnp.matmul)
+        a = jnp.asarray(host, dtype)
+        runs = {"jit": lambda: matmul(a, a).block_until_ready()}
+    elif backend == "tensorflow":
+        import tensorflow as tf
+
+        matmul = tf.function(tf.matmul, jit_compile=True)
+        a = tf.cast(host, dtype)
+        runs = {
+            "jit": lambda: matmul(a, a).numpy(),
+            "eager": lambda: tf.matmul(a, a).numpy(),
+        }
+    elif backend == "torch":
+        import torch
+
+        a = torch.from_numpy(host).to(getattr(torch, dtype))
+
+        def run_torch():
+            with torch.inference_mode():
+                torch.matmul(a, a)
+
+        runs = {"jit": run_torch}
+    else:
+        raise ValueError(f"Unknown backend {backend!r}; expected {BACKENDS}.")
+    for name, run in runs.items():
+        _, best, _ = _best_time(run, repeats)
+        variants[name] = flops / best / 1e9
+    return variants
+
+
+def _to_numpy(outputs):
+    import keras
+
+    if isinstance(outputs, dict):
+        return {k: keras.ops.convert_to_numpy(v) for k, v in outputs.items()}
+    return keras.ops.convert_to_numpy(outputs)
+
+
+def _relative_error(actual, reference):
+    """(max abs error / max |reference|, ||error|| / ||reference||)."""
+    import numpy as np
+
+    actual = np.asarray(actual, "float64")
+    reference = np.asarray(reference, "float64")
+    error = actual - reference
+    return (
+        float(np.abs(error).max() / max(np.abs(reference).max(), 1e-30)),
+        float(np.linalg.norm(error) / max(np.linalg.norm(reference), 1e-30)),
+    )
+
+
+def _throughput_record(kind, backend, name, dtype, batch, timing, flops):
+    first, best, median = timing
+    gflops = flops / best / 1e9
+    return {
+        "kind": kind,
+        "backend": backend,
+        "model": name,
+        "dtype": dtype,
+        "batch": batch,
+        "items_per_s": batch / best,
+        "seconds_per_batch": best,
+        "median_seconds_per_batch": median,
+        "first_call_s": first,
+        "gflop_per_batch": flops / 1e9,
+        "gflops": gflops,
+    }
+
+
+def _vision_config(model, quick):
+    from keras_tips.variants import vision_config
+
+    if quick:
+        return dict(QUICK_VISION), QUICK_IMAGE
+    size, image = MODELS[model]
+    return vision_config(size), image
+
+
+def _dinov2(config, image, dtype):
+    import keras_hub
+
+    return keras_hub.models.DINOV2Backbone(
+        patch_size=config["patch_size"],
+        num_layers=config["num_layers"],
+        hidden_dim=config["hidden_dim"],
+        num_heads=config["num_heads"],
+        intermediate_dim=config["mlp_dim"],
+        layer_scale_init_value=1.0,
+        num_register_tokens=1,
+        use_swiglu_ffn=config["ffn_layer"] == "swiglu",
+        image_shape=(image, image, 3),
+        position_embedding_shape=(image, image, 3),
+        apply_layernorm=True,
+        dtype=dtype,
+    )
+
+
+def _interleaved_times(runs, repeats):
+    """`_best_time` for several callables, timed in turns.
+
+    On a shared machine the load drifts; timing the candidates round-robin
+    keeps their ratios fair.
+    """
+    first, times = {}, {name: [] for name in runs}
+    for name, run in runs.items():
+        start = time.perf_counter()
+        run()
+        first[name] = time.perf_counter() - start
+    for _ in range(max(1, repeats)):
+        for name, run in runs.items():
+            start = time.perf_counter()
+            run()
+            times[name].append(time.perf_counter() - start)
+    return {
+        name: (first[name], min(t), sorted(t)[len(t) // 2])
+        for name, t in times.items()
+    }
+
+
+def _jit_settings(backend):
+    """Compiled paths to measure: Keras' default, plus graph mode on TF.
+
+    On TensorFlow, `jit_compile=True` (XLA, Keras' default) and
+    `jit_compile=False` (a graph running oneDNN kernels) differ on CPU,
+    so both are measured.
+    """
+    return [None, False] if backend == "tensorflow" else [None]
+
+
+def bench_vision(backend, args, emit):
+    import keras
+    import numpy as np
+
+    from keras_tips import TIPSVisionEncoder
+
+    models = ["quick"] if args.quick else args.models
+    for model in models:
+        config, image = _vision_config(model, args.quick)
+        images = np.random.RandomState(1).uniform(
+            size=(args.batch, image, image, 3)
+        ).astype("float32")
+        flops = vision_encoder_flops(
+            **config, image_size=(image, image), batch_size=args.batch
+        )
+        reference = None
+        reference_weights = None
+        for dtype in args.dtypes:
+            candidates = {}
+            for jit in _jit_settings(backend):
+                suffix = "" if jit is None else " (no XLA)"
+                keras.utils.set_random_seed(0)
+                encoder = TIPSVisionEncoder(**config, dtype=dtype)
+                if reference_weights is None:
+                    reference_weights = encoder.get_weights()
+                else:
+                    encoder.set_weights(reference_weights)
+                if jit is not None:
+                    encoder.jit_compile = jit
+                candidates[f"TIPS {model}{suffix}"] = encoder
+                if not args.skip_dinov2:
+                    keras.utils.set_random_seed(0)
+                    peer = _dinov2(config, image, dtype)
+                    if jit is not None:
+                        peer.jit_compile = jit
+                    candidates[f"DINOv2 {model}{suffix}"] = peer
+            outputs = {}
+
+            def runner(name, network):
+                def run():
+                    outputs[name] = _to_numpy(network.predict_on_batch(images))
+
+                return run
+
+            timings = _interleaved_times(
+                {n: runner(n, m) for n, m in candidates.items()}, args.repeats
+            )
+            records = {}
+            for name, network in candidates.items():
+                record = _throughput_record(
+                    "vision", backend, name, dtype, args.batch,
+                    timings[name], flops,
+                )
+                record.update(
+                    image_size=image,
+                    path="predict_on_batch",
+                    jit_compile=bool(network.jit_compile),
+                )
+                records[name] = record
+            tips_name = f"TIPS {model}"
+            if reference is None:
+                reference = outputs[tips_name]
+            else:
+                for name in candidates:
+                    if not name.startswith("TIPS"):
+                        continue
+                    cls = _relative_error(
+                        outputs[name]["cls_embeddings"],
+                        reference["cls_embeddings"],
+                    )
+                    patches = _relative_error(
+                        outputs[name]["patch_embeddings"],
+                        reference["patch_embeddings"],
+                    )
+                    records[name]["max_error_vs_float32"] = max(
+                        cls[0], patches[0]
+                    )
+                    records[name]["l2_error_vs_float32"] = max(
+                        cls[1], patches[1]
+                    )
+            for name, record in records.items():
+                peer_name = name.replace("TIPS", "DINOv2", 1)
+                if name.startswith("TIPS") and peer_name in records:
+                    record["tips_over_dinov2"] = (
+                        record["items_per_s"] / records[peer_name]["items_per_s"]
+                    )
+                emit(record)
+            candidates.clear()
+
+
+def bench_text(backend, args, emit):
+    import keras
+    import numpy as np
+
+    from keras_tips import TIPSTextEncoder
+    from keras_tips.variants import text_config
+
+    sizes = ["quick"] if args.quick else sorted(
+        {MODELS[m][0] for m in args.models}
+    )
+    length = 16 if args.quick else TEXT_LENGTH
+    rng = np.random.RandomState(2)
+    for size in sizes:
+        config = dict(QUICK_TEXT) if args.quick else text_config(size)
+        token_ids = rng.randint(
+            1, config["vocabulary_size"], size=(args.batch, length)
+        ).astype("int32")
+        lengths = rng.randint(length // 4, length + 1, size=(args.batch,))
+        padding_mask = (np.arange(length)[None] < lengths[:, None]).astype(
+            "int32"
+        )
+        token_ids = token_ids * padding_mask
+        inputs = {"token_ids": token_ids, "padding_mask": padding_mask}
+        flops = text_encoder_flops(
+            **config, sequence_length=length, batch_size=args.batch
+        )
+        for dtype in args.dtypes:
+            keras.utils.set_random_seed(0)
+            encoder = TIPSTextEncoder(**config, dtype=dtype)
+            timing = _best_time(
+                lambda: _to_numpy(encoder.predict_on_batch(inputs)),
+                args.repeats,
+            )
+            record = _throughput_record(
+                "text", backend, f"TIPS text {size}", dtype, args.batch,
+                timing, flops,
+            )
+            record.update(sequence_length=length, path="predict_on_batch")
+            emit(record)
+            del encoder
+
+
+class Roofline:
+    """Matmul peak of this backend, re-sampled between model measurements.
+
+    The machine may be shared, so the peak is sampled at the start and again
+    before every model; the roofline is the best sample (a peak), and every
+    throughput is compared with it only after all samples are in.
+    """
+
+    def __init__(self, backend, sizes, repeats):
+        self.backend = backend
+        self.sizes = sizes
+        self.repeats = repeats
+        self.samples = {}  # (dtype, size, variant) -> best GFLOP/s
+
+    def sample(self, dtypes, sizes=None):
+        for dtype in dtypes:
+            for size in sizes or self.sizes:
+                variants = matmul_roofline(
+                    self.backend, dtype, size, self.repeats
+                )
+                for variant, value in variants.items():
+                    key = (dtype, size, variant)
+                    self.samples[key] = max(self.samples.get(key, 0), value)
+
+    def peak(self, dtype):
+        values = [v for (d, _, _), v in self.samples.items() if d == dtype]
+        return max(values) if values else None
+
+    def records(self):
+        out = []
+        for dtype in sorted({d for d, _, _ in self.samples}):
+            best = max(
+                (k for k in self.samples if k[0] == dtype),
+                key=self.samples.get,
+            )
+            out.append(
+                {
+                    "kind": "roofline",
+                    "backend": self.backend,
+                    "dtype": dtype,
+                    "gflops": self.samples[best],
+                    "matmul_size": best[1],
+                    "best_variant": best[2],
+                    "samples": {
+                        f"{size}/{variant}": value
+                        for (d, size, variant), value in self.samples.items()
+                        if d == dtype
+                    },
+                }
+            )
+        return out
+
+
+def run_worker(args):
+    """Measures everything of one backend; prints records as JSON lines."""
+    import keras
+
+    backend = keras.backend.backend()
+    records = []
+    sizes = [QUICK_MATMUL] if args.quick else [args.matmul_size, 2 * args.matmul_size]
+    roofline = Roofline(backend, sizes, args.repeats + 2)
+    roofline.sample(args.dtypes)
+
+    def emit(record):
+        records.append(record)
+        # Re-sample the peak next to every measurement (shared machines).
+        roofline.sample([record["dtype"]], sizes[:1])
+
+    if "vision" in args.parts:
+        bench_vision(backend, args, emit)
+    if "text" in args.parts:
+        bench_text(backend, args, emit)
+    print(
+        _PREFIX + json.dumps({"kind": "versions", "versions": _versions(backend)}),
+        flush=True,
+    )
+    for record in roofline.records():
+        print(_PREFIX + json.dumps(record), flush=True)
+    for record in records:
+        roof = roofline.peak(record["dtype"])
+        record["roofline_gflops"] = roof
+        record["roofline_fraction"] = record["gflops"] / roof if roof else None
+        print(_PREFIX + json.dumps(record), flush=True)
+
+
+# ----------------------------------------------------------------------------
+# Time to first embedding (its own fresh process per backend).
+# ----------------------------------------------------------------------------
+
+
+def make_random_preset(directory, size="B", quick=False):
+    """Writes a random-weight preset through the official-checkpoint path.
+
+    Random official-layout `*_vision.npz` / `*_text.npz` files are converted
+    with `keras_tips.convert.convert_to_preset` (with the shared test
+    tokenizer), exactly as a downloaded checkpoint would be.
+    """
+    import keras
+    import numpy as np
+
+    from keras_tips import convert
+    from keras_tips.text_encoder import TIPSTextEncoder
+    from keras_tips.variants import text_config
+    from keras_tips.vision_encoder import TIPSVisionEncoder
+
+    tokenizer = os.path.join(
+        os.path.dirname(REPO_ROOT), "shared", "fixtures", "tokenizer",
+        "tokenizer.model",
+    )
+    keras.utils.set_random_seed(0)
+    if quick:
+        vision_cfg = dict(QUICK_VISION)
+        text_cfg = dict(QUICK_TEXT, vocabulary_size=32000)
+    else:
+        vision_cfg, _ = _vision_config(f"{size}14_224", False)
+        text_cfg = text_config(size)
+    vision = TIPSVisionEncoder(**vision_cfg)
+    text = TIPSTextEncoder(**text_cfg)
+    with tempfile.TemporaryDirectory() as staging:
+        vision_path = os.path.join(staging, "random_vision.npz")
+        text_path = os.path.join(staging, "random_text.npz")
+        np.savez(vision_path, **convert.official_arrays(vision))
+        np.savez(
+            text_path,
+            **convert.official_arrays(text),
+            temperature=np.float32(0.07),
+        )
+        convert.convert_to_preset(
+            vision_path,
+            text_path,
+            tokenizer,
+            directory,
+            num_heads=vision_cfg["num_heads"],
+            image_size=224,
+            overwrite=True,
+        )
+    return directory
+
+
+def run_first_embedding(args):
+    """Import, `from_preset`, first compiled call; prints one record."""
+    start = time.perf_counter()
+    import keras  # noqa: F401
+
+    import keras_tips
+
+    imported = time.perf_counter()
+    backbone = keras_tips.TIPSBackbone.from_preset(args.preset)
+    loaded = time.perf_counter()
+    import numpy as np
+
+    image = np.random.RandomState(3).uniform(size=(1, 224, 224, 3))
+    outputs = backbone.vision_encoder.predict_on_batch(
+        image.astype("float32")
+    )
+    np.asarray(outputs["cls_embeddings"])
+    done = time.perf_counter()
+    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    record = {
+        "kind": "first_embedding",
+        "backend": keras.backend.backend(),
+        "model": "TIPS B14 preset" if not args.quick else "TIPS quick preset",
+        "import_s": imported - start,
+        "from_preset_s": loaded - imported,
+        "first_call_s": done - loaded,
+        "in_process_s": done - start,
+        "peak_rss_mb": peak_kb / 1024,
+    }
+    print(_PREFIX + json.dumps(record), flush=True)
+
+
+# ----------------------------------------------------------------------------
+# Driver.
+# ----------------------------------------------------------------------------
+
+
+def _machine():
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+    }
+
+
+def _versions(backend):
+    import keras
+    import keras_hub
+    import numpy
+
+    versions = {
+        "keras": keras.__version__,
+        "keras_hub": keras_hub.__version__,
+        "numpy": numpy.__version__,
+    }
+    module = {"tensorflow": "tensorflow"}.get(backend, backend)
+    versions[backend] = __import__(module).__version__
+    return versions
+
+
+def _subprocess(command, backend, timeout):
+    env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="3")
+    env["PYTHONPATH"] = os.pathsep.join(
+        [REPO_ROOT] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
+    )
+    return subprocess.run(
+        command, env=env, cwd=REPO_ROOT, capture_output=True, text=True,
+        timeout=timeout,
+    )
+
+
+def _records(result):
+    return [
+        json.loads(line[len(_PREFIX):])
+        for line in result.stdout.splitlines()
+        if line.startswith(_PREFIX)
+    ]
+
+
+def _error_record(kind, backend, result):
+    tail = (result.stderr or result.stdout or "").strip().splitlines()[-5:]
+    return {
+        "kind": "error",
+        "part": kind,
+        "backend": backend,
+        "returncode": result.returncode,
+        "message": " | ".join(tail),
+    }
+
+
+def _worker_argv(args):
+    argv = [
+        "--batch", str(args.batch),
+        "--repeats", str(args.repeats),
+        "--matmul-size", str(args.matmul_size),
+        "--models", *args.models,
+        "--dtypes", *args.dtypes,
+        "--parts", *[p for p in args.parts if p in ("vision", "text")],
+    ]
+    if args.quick:
+        argv.append("--quick")
+    if args.skip_dinov2:
+        argv.append("--skip-dinov2")
+    return argv
+
+
+def training_records(args):
+    """Records of `tools/benchmark_training.py`, or a "not measured" line."""
+    tool = os.path.join(REPO_ROOT, "tools", "benchmark_training.py")
+    if not os.path.exists(tool):
+        return [
+            {
+                "kind": "training",
+                "status": "not measured",
+                "reason": "tools/benchmark_training.py does not exist",
+            }
+        ]
+    records = []
+    help_text = _subprocess(
+        [sys.executable, tool, "--help"], "jax", timeout=300
+    ).stdout
+    with tempfile.TemporaryDirectory() as tmp:
+        output = os.path.join(tmp, "training.jsonl")
+        command = [sys.executable, tool]
+        if "--output" in help_text:
+            command += ["--output", output]
+        if "--backends" in help_text:
+            command += ["--backends", *args.backends]
+        if args.quick and "--quick" in help_text:
+            command.append("--quick")
+        result = _subprocess(command, "jax", timeout=args.timeout)
+        if os.path.exists(output):
+            with open(output) as f:
+                for line in f:
+                    if line.strip():
+                        record = json.loads(line)
+                        record.setdefault("kind", "training")
+                        records.append(record)
+        if result.returncode != 0:
+            records.append(_error_record("training", "all", result))
+        elif not records:
+            records.append(
+                {
+                    "kind": "training",
+                    "status": "not measured",
+                    "reason": "tools/benchmark_training.py wrote no records",
+                    "stdout_tail": result.stdout.strip().splitlines()[-10:],
+                }
+            )
+    return records
+
+
+def _fmt(value, spec):
+    return "-" if value is None else format(value, spec)
+
+
+def print_table(records, out=sys.stdout):
+    roof = {
+        (r["backend"], r["dtype"]): r["gflops"]
+        for r in records
+        if r["kind"] == "roofline"
+    }
+    print("\nMatmul roofline (GFLOP/s):", file=out)
+    for (backend, dtype), value in sorted(roof.items()):
+        print(f"  {backend:<11} {dtype:<9} {value:8.1f}", file=out)
+    rows = [r for r in records if r["kind"] in ("vision", "text")]
+    if rows:
+        header = (
+            f"\n{'backend':<11}{'model':<22}{'dtype':<10}{'items/s':>9}"
+            f"{'GFLOP/s':>9}{'roof%':>7}{'vs DINOv2':>10}{'err vs f32':>11}"
+        )
+        print(header, file=out)
+        for r in rows:
+            fraction = r.get("roofline_fraction")
+            print(
+                f"{r['backend']:<11}{r['model']:<22}{r['dtype']:<10}"
+                f"{r['items_per_s']:9.2f}{r['gflops']:9.1f}"
+                f"{_fmt(None if fraction is None else 100 * fraction, '6.1f'):>7}"
+                f"{_fmt(r.get('tips_over_dinov2'), '9.2f'):>10}"
+                f"{_fmt(r.get('max_error_vs_float32'), '10.1e'):>11}",
+                file=out,
+            )
+    for r in records:
+        if r["kind"] == "first_embedding":
+            print(
+                f"\nfirst embedding {r['backend']:<11} {r['model']}: "
+                f"{r['total_s']:.1f} s (import {r['import_s']:.1f}, "
+                f"from_preset {r['from_preset_s']:.1f}, first call "
+                f"{r['first_call_s']:.1f}), peak RSS {r['peak_rss_mb']:.0f} MB",
+                file=out,
+            )
+        elif r["kind"] == "training":
+            print(f"\ntraining: {json.dumps(r)}", file=out)
+        elif r["kind"] == "error":
+            print(f"\nERROR {r['part']} {r['backend']}: {r['message']}", file=out)
+
+
+def run_driver(args):
+    records = []
+    load = os.getloadavg()
+    meta = {
+        "kind": "run",
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(),
+        "machine": _machine(),
+        "load_average_at_start": list(load),
+        "args": {
+            k: v for k, v in vars(args).items() if k not in ("output", "worker")
+        },
+        "versions": {},
+    }
+    records.append(meta)
+    print(
+        f"Benchmark on {meta['machine']['cpu']} ({meta['machine']['cores']} "
+        f"cores), load average {load[0]:.2f}",
+        flush=True,
+    )
+    script = os.path.abspath(__file__)
+    for backend in args.backends:
+        if {"vision", "text"} & set(args.parts):
+            print(f"[{backend}] throughput ...", flush=True)
+            result = _subprocess(
+                [sys.executable, script, "--worker", *_worker_argv(args)],
+                backend, timeout=args.timeout,
+            )
+            got = _records(result)
+            for record in got:
+                if record["kind"] == "versions":
+                    meta["versions"][backend] = record["versions"]
+            records += [r for r in got if r["kind"] != "versions"]
+            if result.returncode != 0:
+                records.append(_error_record("throughput", backend, result))
+            _log_partial(args, records)
+    if "first_embedding" in args.parts:
+        preset = args.preset
+        if preset is None:
+            preset = os.path.join(
+                tempfile.gettempdir(),
+                "keras_tips_benchmark",
+                "random_quick" if args.quick else "random_b14",
+            )
+        if not os.path.isdir(preset):
+            print(f"writing random preset to {preset} ...", flush=True)
+            code = (
+                "import sys; from tools.benchmark import make_random_preset; "
+                f"make_random_preset({preset!r}, quick={args.quick!r})"
+            )
+            result = _subprocess(
+                [sys.executable, "-c", code], args.backends[0], args.timeout
+            )
+            if result.returncode != 0:
+                records.append(_error_record("preset", "all", result))
+        for backend in args.backends:
+            print(f"[{backend}] time to first embedding ...", flush=True)
+            command = [sys.executable, script, "--first-embedding",
+                       "--preset", preset]
+            if args.quick:
+                command.append("--quick")
+            start = time.perf_counter()
+            result = _subprocess(command, backend, timeout=args.timeout)
+            total = time.perf_counter() - start
+            got = _records(result)
+            for record in got:
+                record["total_s"] = total  # interpreter start to exit
+            records += got
+            if result.returncode != 0 or not got:
+                records.append(_error_record("first_embedding", backend, result))
+    if "training" in args.parts:
+        print("training (tools/benchmark_training.py) ...", flush=True)
+        records += training_records(args)
+    meta["load_average_at_end"] = list(os.getloadavg())
+    print_table(records)
+    print(
+        f"\nload average at start {load[0]:.2f}, at end "
+        f"{meta['load_average_at_end'][0]:.2f}"
+    )
+    if args.output:
+        with open(args.output, "a") as f:
+            for record in records:
+                f.write(json.dumps(record) + "\n")
+        print(f"wrote {len(records)} records to {args.output}")
+        if os.path.exists(args.output + ".partial"):
+            os.remove(args.output + ".partial")
+    return records
+
+
+def _log_partial(args, records):
+    """Keeps finished backends' records on disk while a long run goes on."""
+    if args.output:
+        with open(args.output + ".partial", "w") as f:
+            for record in records:
+                f.write(json.dumps(record) + "\n")
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--backends", nargs="+", default=list(BACKENDS),
+                        choices=BACKENDS)
+    parser.add_argument("--models", nargs="+", default=list(MODELS),
+                        choices=list(MODELS))
+    parser.add_argument("--dtypes", nargs="+", default=list(DTYPES),
+                        choices=DTYPES)
+    parser.add_argument(
+        "--parts", nargs="+",
+        default=["vision", "text", "first_embedding", "training"],
+        choices=["vision", "text", "first_embedding", "training"],
+    )
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="timed calls after the warm-up call; best is kept")
+    parser.add_argument("--matmul-size", type=int, default=MATMUL_SIZE)
+    parser.add_argument("--skip-dinov2", action="store_true")
+    parser.add_argument("--quick", action="store_true",
+                        help="tiny sizes (for tests)")
+    parser.add_argument("--output", help="append JSON lines to this file")
+    parser.add_argument("--preset", help="preset directory for first embedding"
+                        " (default: a random B/14 preset, written once)")
+    parser.add_argument("--timeout", type=int, default=3600,
+                        help="seconds per subprocess")
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--first-embedding", action="store_true",
+                        help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.batch < 1 or args.repeats < 1:
+        parser.error("--batch and --repeats must be at least 1")
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if args.worker:
+        run_worker(args)
+    elif args.first_embedding:
+        run_first_embedding(args)
+    else:
+        run_driver(args)
+
+
+if __name__ == "__main__":
+    main()
