@@ -1,0 +1,43 @@
+"""Downstream tasks on TIPS features.
+
+- `TIPSZeroShotClassifier`: zero-shot image classification from class names.
+- Retrieval helpers: top-k image->text and text->image, recall@k.
+- `TIPSZeroShotSegmenter`: zero-shot semantic segmentation (value-attention
+  patch features, sliding windows).
+- `TIPSDensePredictor` (DPT decoder) and `TIPSLinearProbe`: trainable dense
+  heads for segmentation, depth and surface normals on frozen features.
+"""
+
+from keras_tips.tasks.dense_heads import DPTDecoder
+from keras_tips.tasks.dense_heads import TIPSDensePredictor
+from keras_tips.tasks.dense_heads import TIPSLinearProbe
+from keras_tips.tasks.dense_heads import intermediate_layer_features
+from keras_tips.tasks.retrieval import cosine_similarity_matrix
+from keras_tips.tasks.retrieval import image_to_text_retrieval
+from keras_tips.tasks.retrieval import recall_at_k
+from keras_tips.tasks.retrieval import text_to_image_retrieval
+from keras_tips.tasks.retrieval import top_k_retrieval
+from keras_tips.tasks.segmentation import TIPSZeroShotSegmenter
+from keras_tips.tasks.zero_shot import IMAGENET_PROMPT_TEMPLATES
+from keras_tips.tasks.zero_shot import SINGLE_PROMPT_TEMPLATE
+from keras_tips.tasks.zero_shot import TCL_PROMPT_TEMPLATES
+from keras_tips.tasks.zero_shot import TIPSZeroShotClassifier
+from keras_tips.tasks.zero_shot import class_text_embeddings
+
+__all__ = [
+    "DPTDecoder",
+    "IMAGENET_PROMPT_TEMPLATES",
+    "SINGLE_PROMPT_TEMPLATE",
+    "TCL_PROMPT_TEMPLATES",
+    "TIPSDensePredictor",
+    "TIPSLinearProbe",
+    "TIPSZeroShotClassifier",
+    "TIPSZeroShotSegmenter",
+    "class_text_embeddings",
+    "cosine_similarity_matrix",
+    "image_to_text_retrieval",
+    "intermediate_layer_features",
+    "recall_at_k",
+    "text_to_image_retrieval",
+    "top_k_retrieval",
+]

@@ -1,0 +1,413 @@
+"""Zero-shot image classification with TIPS: images against class prompts."""
+
+import keras
+import numpy as np
+from keras import ops
+from keras_hub.models import Task
+
+from keras_tips.backbone import TIPSBackbone
+from keras_tips.preprocessor import TIPSPreprocessor
+
+SINGLE_PROMPT_TEMPLATE = ("a photo of a {}.",)
+
+# The seven ImageNet prompts that CLIP found to ensemble best; the official
+# TIPS zero-shot segmentation notebook uses them (via the TCL paper).
+IMAGENET_PROMPT_TEMPLATES = (
+    "itap of a {}.",
+    "a bad photo of a {}.",
+    "a origami {}.",
+    "a photo of the large {}.",
+    "a {} in a video game.",
+    "art of the {}.",
+    "a photo of the small {}.",
+)
+
+# The TCL templates: the ImageNet ones plus two plural forms. The official
+# TIPS zero-shot segmentation evaluation uses these.
+TCL_PROMPT_TEMPLATES = IMAGENET_PROMPT_TEMPLATES + (
+    "a photo of many {}.",
+    "a photo of {}s.",
+)
+
+CLS_TOKEN_CHOICES = ("first", "second", "both")
+
+
+def check_class_names(class_names):
+    """Validates a list of class names; returns it as a list of str."""
+    if isinstance(class_names, str) or not isinstance(
+        class_names, (list, tuple, np.ndarray)
+    ):
+        raise TypeError(
+            "`class_names` must be a list of strings. Received: "
+            f"{type(class_names).__name__}"
+        )
+    names = [str(name) for name in class_names]
+    if not names:
+        raise ValueError("`class_names` is empty; give at least one class.")
+    empty = [i for i, name in enumerate(names) if not name.strip()]
+    if empty:
+        raise ValueError(f"`class_names` has empty names at positions {empty}.")
+    duplicates = sorted({name for name in names if names.count(name) > 1})
+    if duplicates:
+        raise ValueError(f"`class_names` has duplicates: {duplicates}.")
+    return names
+
+
+def check_prompt_templates(prompt_templates):
+    """Validates prompt templates (each with one `{}`); returns a tuple."""
+    if isinstance(prompt_templates, str):
+        prompt_templates = (prompt_templates,)
+    templates = tuple(str(t) for t in prompt_templates)
+    if not templates:
+        raise ValueError("`prompt_templates` is empty; use e.g. ('{}',).")
+    bad = [t for t in templates if t.count("{}") != 1]
+    if bad:
+        raise ValueError(
+            "Every prompt template needs exactly one '{}' where the class "
+            f"name goes. Received: {bad}"
+        )
+    return templates
+
+
+def restoring_without_vocabulary(tokenizer):
+    """Whether a tokenizer was rebuilt from a config without its proto."""
+    return tokenizer is not None and getattr(tokenizer, "proto", None) is None
+
+
+def _l2_normalize_numpy(x, axis=-1):
+    norm = np.linalg.norm(x, axis=axis, keepdims=True)
+    return x / np.maximum(norm, 1e-12)
+
+
+def class_text_embeddings(
+    text_encoder,
+    tokenizer,
+    class_names,
+    prompt_templates=IMAGENET_PROMPT_TEMPLATES,
+    batch_size=256,
+):
+    """One unit text embedding per class from an ensemble of prompts.
+
+    Every template is filled with every class name; the prompts are embedded
+    and L2-normalised, averaged over the templates of a class and
+    normalised again, as the official TIPS zero-shot evaluation does.
+
+    Args:
+        text_encoder: a `TIPSTextEncoder` or a `TIPSBackbone`.
+        tokenizer: a `TIPSTokenizer`.
+        class_names: list of strings.
+        prompt_templates: strings with one `{}` each.
+        batch_size: prompts embedded per call.
+
+    Returns:
+        float32 NumPy array `(num_classes, hidden_dim)` of unit vectors.
+
+    Example:
+    ```python
+    embeddings = class_text_embeddings(
+        backbone, tokenizer, ["cat", "dog"], ("a photo of a {}.",))
+    ```
+    """
+    if isinstance(text_encoder, TIPSBackbone):
+        text_encoder = text_encoder.text_encoder
+    names = check_class_names(class_names)
+    templates = check_prompt_templates(prompt_templates)
+    if tokenizer is None:
+        raise ValueError(
+            "A tokenizer is needed to embed class names; build the task with "
+            "a TIPSPreprocessor that has a tokenizer, or pass "
+            "`class_embeddings`."
+        )
+    prompts = [t.format(name) for name in names for t in templates]
+    chunks = []
+    for start in range(0, len(prompts), batch_size):
+        tokens = tokenizer.tokenize_with_padding_mask(
+            prompts[start : start + batch_size]
+        )
+        # Compiled inference: one trace per batch shape.
+        embeddings = text_encoder.predict_on_batch(
+            {
+                "token_ids": np.asarray(tokens["token_ids"]),
+                "padding_mask": np.asarray(tokens["padding_mask"]),
+            }
+        )
+        chunks.append(np.asarray(embeddings, dtype="float32"))
+    embeddings = _l2_normalize_numpy(np.concatenate(chunks, axis=0))
+    embeddings = embeddings.reshape(len(names), len(templates), -1)
+    return _l2_normalize_numpy(embeddings.mean(axis=1)).astype("float32")
+
+
+@keras.saving.register_keras_serializable(package="keras_tips")
+class ClassEmbeddingSimilarity(keras.layers.Layer):
+    """Cosine similarity of features with fixed class text embeddings.
+
+    Holds one (non-trainable) embedding per class and maps features
+    `(..., D)` to cosine similarities `(..., num_classes)`; features and
+    class embeddings are L2-normalised first.
+
+    Args:
+        num_classes: int. Number of classes.
+        hidden_dim: int. Embedding width `D`.
+        **kwargs: standard `keras.layers.Layer` arguments.
+
+    Example:
+    ```python
+    layer = ClassEmbeddingSimilarity(num_classes=3, hidden_dim=64)
+    layer.set_class_embeddings(np.random.normal(size=(3, 64)))
+    layer(np.random.normal(size=(2, 4, 4, 64)))  # (2, 4, 4, 3)
+    ```
+    """
+
+    def __init__(self, num_classes, hidden_dim, **kwargs):
+        super().__init__(**kwargs)
+        self.num_classes = int(num_classes)
+        self.hidden_dim = int(hidden_dim)
+        self.class_embeddings = self.add_weight(
+            name="class_embeddings",
+            shape=(self.num_classes, self.hidden_dim),
+            initializer="zeros",
+            trainable=False,
+            dtype="float32",
+        )
+        self.built = True
+
+    def set_class_embeddings(self, embeddings):
+        """Assigns `(num_classes, hidden_dim)` class embeddings."""
+        embeddings = np.asarray(embeddings, dtype="float32")
+        expected = (self.num_classes, self.hidden_dim)
+        if embeddings.shape != expected:
+            raise ValueError(
+                f"Class embeddings must have shape {expected}; received "
+                f"{embeddings.shape}."
+            )
+        self.class_embeddings.assign(_l2_normalize_numpy(embeddings))
+
+    def call(self, features):
+        features = ops.cast(features, "float32")
+        norm = ops.sqrt(ops.sum(ops.square(features), axis=-1, keepdims=True))
+        features = features / ops.maximum(norm, 1e-12)
+        return ops.matmul(features, ops.transpose(self.class_embeddings))
+
+    def compute_output_spec(self, features):
+        return keras.KerasTensor(
+            tuple(features.shape[:-1]) + (self.num_classes,), dtype="float32"
+        )
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {"num_classes": self.num_classes, "hidden_dim": self.hidden_dim}
+        )
+        return config
+
+
+@keras.saving.register_keras_serializable(package="keras_tips")
+class ZeroShotLogits(keras.layers.Layer):
+    """Class logits from the two TIPS class tokens: `cosine / temperature`.
+
+    Args:
+        cls_token: `"first"` (CLS trained on web alt-text), `"second"`
+            (CLS trained on dense synthetic captions) or `"both"` (the mean
+            of the two cosine similarities).
+        **kwargs: standard `keras.layers.Layer` arguments.
+    """
+
+    def __init__(self, cls_token="first", **kwargs):
+        super().__init__(**kwargs)
+        if cls_token not in CLS_TOKEN_CHOICES:
+            raise ValueError(
+                f"`cls_token` must be one of {CLS_TOKEN_CHOICES}. Received: "
+                f"cls_token={cls_token!r}"
+            )
+        self.cls_token = cls_token
+
+    def call(self, similarities, temperature):
+        # similarities: (B, 2, C) cosine of each class token with each class.
+        if self.cls_token == "first":
+            cosine = similarities[:, 0]
+        elif self.cls_token == "second":
+            cosine = similarities[:, 1]
+        else:
+            cosine = ops.mean(similarities, axis=1)
+        return cosine / ops.cast(temperature, "float32")[:, None]
+
+    def compute_output_spec(self, similarities, temperature):
+        return keras.KerasTensor(
+            (similarities.shape[0], similarities.shape[2]), dtype="float32"
+        )
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"cls_token": self.cls_token})
+        return config
+
+
+@keras.saving.register_keras_serializable(package="keras_tips")
+class TIPSZeroShotClassifier(Task):
+    """Zero-shot image classifier: TIPS image embeddings vs. class prompts.
+
+    Each class name is put into prompt templates, embedded by the text
+    encoder and averaged into one unit vector (`class_text_embeddings`).
+    An image is embedded by the vision encoder; its logits are the cosine
+    similarities of a class token with every class, divided by the model's
+    contrastive temperature, so `softmax(logits)` is the model's class
+    probability.
+
+    Calling the model (or `predict`) maps images to logits
+    `(batch, num_classes)`. With a `preprocessor`, `predict` and
+    `classify` take raw images (`0..255`, any size: they are resized by the
+    preprocessor's image converter); without one they take model-ready
+    float images in `[0, 1]` whose sides are multiples of 14.
+
+    Args:
+        backbone: a `keras_tips.TIPSBackbone`.
+        class_names: list of class names.
+        preprocessor: a `keras_tips.TIPSPreprocessor` (its tokenizer embeds
+            the class names), or `None` when `class_embeddings` is given.
+        prompt_templates: strings with one `{}`; defaults to the seven
+            CLIP ImageNet templates. `SINGLE_PROMPT_TEMPLATE` is
+            `("a photo of a {}.",)`.
+        cls_token: `"first"`, `"second"` or `"both"`: which class token is
+            compared with the class embeddings (`"both"` averages the two
+            cosine similarities). TIPS aligns the first with web alt-text and
+            the second with dense synthetic captions.
+        class_embeddings: optional precomputed `(num_classes, D)` class
+            embeddings; skips embedding the prompts.
+        **kwargs: `keras_hub.models.Task` arguments, e.g. `name`.
+
+    Example:
+    ```python
+    classifier = keras_tips.tasks.TIPSZeroShotClassifier.from_preset(
+        "tips_v2_b14", class_names=["cat", "dog", "car"])
+    logits = classifier.predict(images)   # raw uint8 images
+    classifier.classify(images, top_k=2)  # [[("cat", 0.91), ("dog", 0.08)]]
+    ```
+    """
+
+    backbone_cls = TIPSBackbone
+    preprocessor_cls = TIPSPreprocessor
+
+    def __init__(
+        self,
+        backbone,
+        class_names,
+        preprocessor=None,
+        prompt_templates=IMAGENET_PROMPT_TEMPLATES,
+        cls_token="first",
+        class_embeddings=None,
+        **kwargs,
+    ):
+        if not isinstance(backbone, TIPSBackbone):
+            raise TypeError(
+                "`backbone` must be a keras_tips.TIPSBackbone. Received: "
+                f"{type(backbone).__name__}"
+            )
+        class_names = check_class_names(class_names)
+        prompt_templates = check_prompt_templates(prompt_templates)
+        # === Layers ===
+        self.backbone = backbone
+        self.preprocessor = preprocessor
+        self.class_similarity = ClassEmbeddingSimilarity(
+            len(class_names), backbone.hidden_dim, name="class_similarity"
+        )
+        self.logits_layer = ZeroShotLogits(cls_token, name="logits")
+
+        # === Functional model ===
+        vision_encoder = backbone.vision_encoder
+        images = keras.Input(shape=vision_encoder.image_shape, name="images")
+        cls_embeddings = vision_encoder(images)["cls_embeddings"]
+        temperature = backbone.temperature_layer(cls_embeddings[:, 0])
+        similarities = self.class_similarity(cls_embeddings)
+        logits = self.logits_layer(similarities, temperature)
+        # Inference-only task: no optimizer unless compiled explicitly.
+        kwargs.setdefault("compile", False)
+        super().__init__(inputs=images, outputs=logits, **kwargs)
+
+        # === Config ===
+        self.class_names = class_names
+        self.prompt_templates = prompt_templates
+        self.cls_token = cls_token
+
+        tokenizer = getattr(preprocessor, "tokenizer", None)
+        if class_embeddings is None and restoring_without_vocabulary(
+            tokenizer
+        ):
+            # Rebuilt from a config (e.g. `keras.saving.load_model`): the
+            # tokenizer's vocabulary and the class embeddings are restored
+            # with the saved assets and weights.
+            return
+        if class_embeddings is None:
+            class_embeddings = class_text_embeddings(
+                backbone, tokenizer, class_names, prompt_templates
+            )
+        self.class_similarity.set_class_embeddings(class_embeddings)
+
+    @property
+    def class_embeddings(self):
+        """The `(num_classes, D)` unit class text embeddings (NumPy)."""
+        return ops.convert_to_numpy(self.class_similarity.class_embeddings)
+
+    def preprocess_samples(self, x, y=None, sample_weight=None):
+        # Images may come bare or under "images"; the model takes a tensor.
+        if isinstance(x, dict):
+            x = x["images"]
+        if self.preprocessor is not None:
+            x = self.preprocessor({"images": x})["images"]
+        return keras.utils.pack_x_y_sample_weight(x, y, sample_weight)
+
+    def classify(self, images, top_k=5):
+        """The `top_k` classes of each image with their probabilities.
+
+        Args:
+            images: a batch of images (raw with a preprocessor, else
+                model-ready floats), or a list of same-size images.
+            top_k: int. Classes returned per image.
+
+        Returns:
+            A list (one per image) of `(class_name, probability)` pairs,
+            most probable first.
+        """
+        if not isinstance(top_k, int) or isinstance(top_k, bool) or top_k < 1:
+            raise ValueError(f"`top_k` must be a positive int; got {top_k!r}.")
+        # `predict_on_batch` applies the preprocessor (if any) and runs the
+        # compiled model.
+        logits = np.asarray(self.predict_on_batch(images), dtype="float32")
+        logits = logits - logits.max(axis=-1, keepdims=True)
+        probabilities = np.exp(logits)
+        probabilities /= probabilities.sum(axis=-1, keepdims=True)
+        k = min(top_k, len(self.class_names))
+        order = np.argsort(-probabilities, axis=-1, kind="stable")[:, :k]
+        return [
+            [(self.class_names[j], float(row[j])) for j in indices]
+            for row, indices in zip(probabilities, order)
+        ]
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "class_names": self.class_names,
+                "prompt_templates": list(self.prompt_templates),
+                "cls_token": self.cls_token,
+            }
+        )
+        return config
+
+    @classmethod
+    def from_preset(cls, preset, load_weights=True, **kwargs):
+        """Builds the classifier from a TIPS preset (name or directory).
+
+        Pass `class_names=[...]` (and optionally `prompt_templates`,
+        `cls_token`) as keyword arguments.
+        """
+        from keras_tips.presets import resolve_preset
+
+        if "class_names" not in kwargs:
+            raise ValueError(
+                "TIPSZeroShotClassifier.from_preset() needs `class_names`."
+            )
+        # `num_classes`-free: keras-hub then tries to load task weights,
+        # which a backbone preset does not have.
+        return super().from_preset(
+            resolve_preset(preset), load_weights=load_weights, **kwargs
+        )
