@@ -6,10 +6,16 @@ Public API:
 - `convert`: loading official `.npz` checkpoints.
 - `list_presets()`: named presets for `TIPSBackbone.from_preset`.
 - `variants`: architectures of the released models.
+- `tasks`: zero-shot classification and segmentation, retrieval, dense heads.
+- `export`: SavedModel export for TensorFlow-only serving.
+- `visualization`: PCA pictures of patch features.
 """
 
 from keras_tips import convert
+from keras_tips import export
+from keras_tips import tasks
 from keras_tips import variants
+from keras_tips import visualization
 from keras_tips.backbone import TIPSBackbone
 from keras_tips.image_converter import TIPSImageConverter
 from keras_tips.preprocessor import TIPSPreprocessor
@@ -27,7 +33,10 @@ __all__ = [
     "TIPSTokenizer",
     "TIPSVisionEncoder",
     "convert",
+    "export",
     "list_presets",
+    "tasks",
     "variants",
+    "visualization",
     "__version__",
 ]

@@ -10,8 +10,14 @@ def _static_shape(x):
         return None
     try:
         return tuple(None if d is None else int(d) for d in shape)
-    except TypeError:
-        return tuple(shape)
+    except Exception:  # symbolic dimensions (tf, jax2tf) stay unknown
+        dims = []
+        for d in shape:
+            try:
+                dims.append(None if d is None else int(d))
+            except Exception:
+                dims.append(None)
+        return tuple(dims)
 
 
 def check_encoder_images(images, patch_size):
