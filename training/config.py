@@ -25,6 +25,7 @@ config2 = PretrainConfig.from_dict(json.loads(json.dumps(config.to_dict())))
 import dataclasses
 import json
 import numbers
+from typing import Optional
 from typing import Tuple
 
 RECIPES = ("tips", "tips_v2")
@@ -43,6 +44,11 @@ _RECIPE_DEFAULTS = {
         "multi_granularity_captions": True,
     },
 }
+
+
+ARCHITECTURE_FIELDS = (
+    "hidden_dim", "num_layers", "num_heads", "mlp_dim", "text_num_layers"
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,6 +71,9 @@ class PretrainConfig:
         patch_size: ViT patch size in pixels; every crop size must be a
             multiple of it.
         text_max_length: text encoder sequence length (tokens).
+        hidden_dim, num_layers, num_heads, mlp_dim, text_num_layers:
+            architecture overrides; `None` takes the value of
+            `model_variant` (for custom models, e.g. the scenes preset).
 
     Crops (multi-crop augmentation):
         global_crop_size: side of the global crop (224). The student and the
@@ -160,6 +169,11 @@ class PretrainConfig:
     model_variant: str = "B/14"
     patch_size: int = 14
     text_max_length: int = 64
+    hidden_dim: Optional[int] = None
+    num_layers: Optional[int] = None
+    num_heads: Optional[int] = None
+    mlp_dim: Optional[int] = None
+    text_num_layers: Optional[int] = None
 
     # Crops.
     global_crop_size: int = 224
@@ -404,6 +418,21 @@ class PretrainConfig:
                 self._fail(name, "must be a number")
             if field_type is str and not isinstance(value, str):
                 self._fail(name, "must be a str")
+
+        for name in ARCHITECTURE_FIELDS:
+            value = getattr(self, name)
+            if value is not None and (
+                isinstance(value, bool)
+                or not isinstance(value, numbers.Integral)
+                or value < 1
+            ):
+                self._fail(name, "must be a positive int or None")
+        if (
+            self.hidden_dim is not None
+            and self.num_heads is not None
+            and self.hidden_dim % self.num_heads
+        ):
+            self._fail("hidden_dim", "must be divisible by num_heads")
 
         if self.recipe not in RECIPES:
             self._fail("recipe", f"must be one of {list(RECIPES)}")
