@@ -71,6 +71,8 @@ class PretrainConfig:
         patch_size: ViT patch size in pixels; every crop size must be a
             multiple of it.
         text_max_length: text encoder sequence length (tokens).
+        caption_safe_global_crop: no flip / colour jitter / grayscale on the
+            global crop, for captions that name colours and positions.
         hidden_dim, num_layers, num_heads, mlp_dim, text_num_layers:
             architecture overrides; `None` takes the value of
             `model_variant` (for custom models, e.g. the scenes preset).
@@ -183,6 +185,7 @@ class PretrainConfig:
     num_local_crops: int = 6
     global_crop_scale: Tuple[float, float] = (0.32, 1.0)
     local_crop_scale: Tuple[float, float] = (0.05, 0.32)
+    caption_safe_global_crop: bool = False
 
     # Masked image modeling.
     mask_ratio: float = 0.75

@@ -545,14 +545,29 @@ def _gaussian_blur(image, sigma):
 _CROP_UNIFORMS = 4 * _CROP_ATTEMPTS + 1 + 9 + 1 + 2 + 1
 
 
-def _augment_crop(image, seed, size, scale, blur_probability, solarize_probability):
+def _augment_crop(
+    image,
+    seed,
+    size,
+    scale,
+    blur_probability,
+    solarize_probability,
+    flip_probability=0.5,
+    color_jitter_probability=None,
+    grayscale_probability=None,
+):
     """One DINO view of a uint8 `(H, W, 3)` image: float32 `(size, size, 3)`.
 
     Random resized crop (area `scale`, aspect 3/4..4/3, bicubic with
-    antialiasing), horizontal flip (p 0.5), colour jitter (p 0.8), grayscale
-    (p 0.2), Gaussian blur (p `blur_probability`, sigma 0.1..2), solarization
+    antialiasing), horizontal flip (p `flip_probability`), colour jitter
+    (p 0.8 by default), grayscale (p 0.2 by default), Gaussian blur
+    (p `blur_probability`, sigma 0.1..2), solarization
     (p `solarize_probability`).
     """
+    if color_jitter_probability is None:
+        color_jitter_probability = _COLOR_JITTER_PROBABILITY
+    if grayscale_probability is None:
+        grayscale_probability = _GRAYSCALE_PROBABILITY
     u = tf.random.stateless_uniform([_CROP_UNIFORMS], seed=seed)
     shape = tf.shape(image)
     top, left, crop_h, crop_w = _random_resized_crop_window(
@@ -564,14 +579,16 @@ def _augment_crop(image, seed, size, scale, blur_probability, solarize_probabili
         crop, [size, size], method="bicubic", antialias=True
     )
     view = tf.clip_by_value(view / 255.0, 0.0, 1.0)
-    view = tf.cond(u[0] < 0.5, lambda: tf.reverse(view, axis=[1]), lambda: view)
     view = tf.cond(
-        u[1] < _COLOR_JITTER_PROBABILITY,
+        u[0] < flip_probability, lambda: tf.reverse(view, axis=[1]), lambda: view
+    )
+    view = tf.cond(
+        u[1] < color_jitter_probability,
         lambda: _color_jitter(view, u[2:10]),
         lambda: view,
     )
     view = tf.cond(
-        u[10] < _GRAYSCALE_PROBABILITY,
+        u[10] < grayscale_probability,
         lambda: tf.tile(_grayscale(view), [1, 1, 3]),
         lambda: view,
     )
@@ -666,6 +683,7 @@ def make_pretraining_dataset(
     global_blur_probability=0.5,
     local_blur_probability=0.5,
     global_solarize_probability=0.2,
+    caption_safe_global_crop=False,
     shuffle_buffer=4096,
     seed=None,
     drop_remainder=True,
@@ -717,6 +735,10 @@ def make_pretraining_dataset(
         local_blur_probability: float, blur probability of local crops.
         global_solarize_probability: float, solarization probability of the
             global crop.
+        caption_safe_global_crop: bool. No flip, colour jitter or grayscale
+            on the global crop, so captions naming colours and left/right
+            positions stay true of it (local crops keep full DINO
+            augmentation).
         shuffle_buffer: int, record shuffle buffer, in serialized records
             (memory: about `shuffle_buffer` times the mean encoded image
             size). 0 or 1: no shuffling; files are then read in sorted
@@ -836,6 +858,14 @@ def make_pretraining_dataset(
     )
 
     num_seeds = 3 + num_local_crops
+    # Captions describe colours and left/right positions: a caption-safe
+    # global crop (the view contrasted with the captions) keeps them true.
+    global_photometric = (
+        {"flip_probability": 0.0, "color_jitter_probability": 0.0,
+         "grayscale_probability": 0.0}
+        if caption_safe_global_crop
+        else {}
+    )
 
     def augment(element):
         element_seed = tf.stack(
@@ -850,6 +880,7 @@ def make_pretraining_dataset(
             global_crop_scale,
             global_blur_probability,
             global_solarize_probability,
+            **global_photometric,
         )
         local_views = [
             _augment_crop(

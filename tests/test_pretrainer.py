@@ -1,0 +1,454 @@
+"""Tests of `training.pretrainer.TIPSPretrainer` and its per-backend steps.
+
+A tiny model (width 32, 2 layers, 2 heads, 56 px global crops, 2 local
+crops of 28 px, heads with 128 prototypes) on random batches. Runs on the
+backend of KERAS_BACKEND; `test_backends_give_the_same_losses` compares the
+three backends in subprocesses.
+"""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+# Faster XLA compiles on CPU (no effect once JAX has started).
+os.environ.setdefault(
+    "XLA_FLAGS",
+    "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true",
+)
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from training import train as train_lib  # noqa: E402
+from training.config import PretrainConfig  # noqa: E402
+from training.pretrainer import LOG_KEYS  # noqa: E402
+from training.pretrainer import LOSS_TERMS  # noqa: E402
+from training.pretrainer import TIPSPretrainer  # noqa: E402
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+VOCABULARY_SIZE = 64
+BATCH = 8
+
+
+def tiny_config(recipe="tips", **overrides):
+    values = {
+        "head_hidden_dim": 64,
+        "head_bottleneck_dim": 32,
+        "cls_num_prototypes": 128,
+        "patch_num_prototypes": 128,
+        "batch_size": BATCH,
+        "total_steps": 30,
+        "warmup_steps": 3,
+        "learning_rate": 3e-3,
+    }
+    values.update(overrides)
+    return PretrainConfig.tiny(recipe, **values)
+
+
+def make_pretrainer(config, seed=0, compile=True):
+    train_lib.seed_weight_initialization(seed)
+    backbone = train_lib.build_backbone(config, VOCABULARY_SIZE)
+    pretrainer = TIPSPretrainer(backbone, config)
+    if compile:
+        pretrainer.compile(optimizer=train_lib.build_optimizer(config, pretrainer))
+    return pretrainer
+
+
+def random_batch(rng, config, batch_size=BATCH):
+    grid = config.global_crop_size // config.patch_size
+    g, loc = config.global_crop_size, config.local_crop_size
+    length = config.text_max_length
+    mask = np.zeros((batch_size, grid * grid), bool)
+    for row in mask:
+        row[rng.permutation(grid * grid)[: int(round(0.75 * grid * grid))]] = True
+    noisy_mask = (np.arange(length) < rng.integers(3, length, (batch_size, 1)))
+    synthetic_mask = np.arange(length) < rng.integers(3, length, (batch_size, 1))
+    return {
+        "global_images": rng.uniform(size=(batch_size, g, g, 3)).astype("float32"),
+        "local_images": rng.uniform(
+            size=(batch_size, config.num_local_crops, loc, loc, 3)
+        ).astype("float32"),
+        "patch_mask": mask.reshape(batch_size, grid, grid),
+        "noisy_token_ids": (
+            rng.integers(1, VOCABULARY_SIZE, (batch_size, length)) * noisy_mask
+        ).astype("int32"),
+        "noisy_padding_mask": noisy_mask.astype("int32"),
+        "synthetic_token_ids": (
+            rng.integers(1, VOCABULARY_SIZE, (batch_size, length)) * synthetic_mask
+        ).astype("int32"),
+        "synthetic_padding_mask": synthetic_mask.astype("int32"),
+        "has_noisy_caption": np.ones((batch_size,), "float32"),
+        "has_synthetic_caption": np.ones((batch_size,), "float32"),
+    }
+
+
+def dataset_of(batches, repeat=True):
+    stacked = {key: np.stack([b[key] for b in batches]) for key in batches[0]}
+    dataset = tf.data.Dataset.from_tensor_slices(stacked)
+    return dataset.repeat() if repeat else dataset
+
+
+def as_float(value):
+    return float(keras.ops.convert_to_numpy(value))
+
+
+def values_of(variables):
+    return [np.array(keras.ops.convert_to_numpy(v.value)) for v in variables]
+
+
+class StepLogs(keras.callbacks.Callback):
+    def __init__(self):
+        super().__init__()
+        self.steps = []
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.steps.append({k: float(np.asarray(v)) for k, v in logs.items()})
+
+
+# ---------------------------------------------------------------------------
+# Structure and forward pass.
+
+
+@pytest.mark.parametrize("recipe", ["tips", "tips_v2"])
+def test_compute_losses_returns_every_term(recipe):
+    config = tiny_config(recipe)
+    pretrainer = make_pretrainer(config, compile=False)
+    batch = random_batch(np.random.default_rng(0), config)
+    terms = pretrainer.compute_losses(batch)
+    assert set(terms) == {"loss", *LOSS_TERMS}
+    values = {k: as_float(v) for k, v in terms.items()}
+    assert all(np.isfinite(v) for v in values.values()), values
+    expected_total = (
+        0.5 * values["contrastive_noisy"]
+        + 0.5 * values["contrastive_synthetic"]
+        + 1.0 * values["distillation"]
+        + 2.0 * values["masked"]
+    )
+    np.testing.assert_allclose(values["loss"], expected_total, rtol=1e-5)
+    # Fresh model, B = 8: the contrastive terms are near log(8).
+    assert 1.0 < values["contrastive_noisy"] < 4.0
+
+
+def test_contrastive_term_matches_numpy_reference():
+    config = tiny_config()
+    pretrainer = make_pretrainer(config, compile=False)
+    batch = random_batch(np.random.default_rng(1), config)
+    batch["has_noisy_caption"][2] = 0.0
+    terms = pretrainer.compute_losses(batch)
+
+    vision = pretrainer.backbone.vision_encoder
+    cls = keras.ops.convert_to_numpy(
+        vision.encode(batch["global_images"], patch_mask=batch["patch_mask"])[
+            "cls_embeddings"
+        ]
+    )
+    text = keras.ops.convert_to_numpy(
+        pretrainer.backbone.text_encoder(
+            {
+                "token_ids": batch["noisy_token_ids"],
+                "padding_mask": batch["noisy_padding_mask"],
+            }
+        )
+    )
+    image = cls[:, 0].astype("float64")
+    text = text.astype("float64")
+    keep = batch["has_noisy_caption"] > 0
+    image, text = image[keep], text[keep]
+    image /= np.linalg.norm(image, axis=1, keepdims=True)
+    text /= np.linalg.norm(text, axis=1, keepdims=True)
+    logits = image @ text.T / as_float(pretrainer.contrastive_temperature())
+
+    def cross_entropy(rows):
+        rows = rows - rows.max(axis=1, keepdims=True)
+        log_probs = rows - np.log(np.exp(rows).sum(axis=1, keepdims=True))
+        return -np.mean(np.diag(log_probs))
+
+    expected = 0.5 * (cross_entropy(logits) + cross_entropy(logits.T))
+    np.testing.assert_allclose(
+        as_float(terms["contrastive_noisy"]), expected, rtol=1e-4
+    )
+
+
+@pytest.mark.parametrize("recipe", ["tips", "tips_v2"])
+def test_teacher_is_a_frozen_exact_copy(recipe):
+    config = tiny_config(recipe)
+    pretrainer = make_pretrainer(config, compile=False)
+    teacher = pretrainer.teacher_variables
+    student = pretrainer.ema_student_variables
+    assert len(teacher) == len(student) > 0
+    if recipe == "tips_v2":
+        # Head-only EMA: no teacher encoder.
+        assert pretrainer.teacher_vision_encoder is None
+        assert len(teacher) == len(pretrainer.teacher_cls_head.weights) + len(
+            pretrainer.teacher_patch_head.weights
+        )
+    else:
+        assert len(teacher) > len(pretrainer.backbone.vision_encoder.weights)
+    trainable_ids = {id(v) for v in pretrainer.trainable_variables}
+    for t, s in zip(teacher, student):
+        assert not t.trainable
+        assert id(t) not in trainable_ids
+        np.testing.assert_array_equal(
+            keras.ops.convert_to_numpy(t), keras.ops.convert_to_numpy(s)
+        )
+    # The optimizer tracks the student only: no slot of a teacher variable.
+    pretrainer.compile(optimizer=train_lib.build_optimizer(config, pretrainer))
+    pretrainer.optimizer.build(pretrainer.trainable_variables)
+    # Adam: iteration count (and learning rate) + 2 slots per variable.
+    extra = len(pretrainer.optimizer.variables) - 2 * len(
+        pretrainer.trainable_variables
+    )
+    assert extra in (1, 2)
+
+
+def test_bad_batches_are_rejected_with_the_key_named():
+    config = tiny_config()
+    pretrainer = make_pretrainer(config, compile=False)
+    batch = random_batch(np.random.default_rng(0), config)
+    missing = dict(batch)
+    del missing["patch_mask"]
+    with pytest.raises(ValueError, match="patch_mask"):
+        pretrainer.compute_losses(missing)
+    wrong_rank = dict(batch, local_images=batch["local_images"][:, 0])
+    with pytest.raises(ValueError, match="local_images"):
+        pretrainer.compute_losses(wrong_rank)
+    wrong_grid = dict(batch, patch_mask=np.zeros((BATCH, 3, 3), bool))
+    with pytest.raises(ValueError, match="patch_mask"):
+        pretrainer.compute_losses(wrong_grid)
+    with pytest.raises(TypeError, match="dict"):
+        pretrainer.compute_losses([batch])
+
+
+def test_get_config_round_trip():
+    config = tiny_config("tips_v2")
+    pretrainer = make_pretrainer(config, compile=False)
+    restored = TIPSPretrainer.from_config(pretrainer.get_config())
+    assert restored.config == config
+    assert len(restored.weights) == len(pretrainer.weights)
+
+
+# ---------------------------------------------------------------------------
+# Training: one model per recipe is compiled once and trained step by step;
+# the tests below read its snapshots.
+
+# The teacher temperature is held constant and the centers move slowly, so
+# that the targets' entropy does not grow on purpose: with the default
+# warm-up (0.04 -> 0.07) and centering, the DINO / iBOT cross-entropies
+# first RISE towards log(K) on a freshly initialized, collapsed model.
+TRAINING_OVERRIDES = {
+    "teacher_temperature_warmup_steps": 0,
+    "teacher_temperature_start": 0.04,
+    "teacher_temperature_end": 0.04,
+    "center_momentum": 0.99,
+    "ema_momentum_start": 0.9,
+    "freeze_prototypes_steps": 1,
+    "weight_decay_start": 0.0,
+    "weight_decay_end": 0.0,
+    "warmup_steps": 0,
+    "total_steps": 32,
+}
+
+
+def _snapshot(pretrainer):
+    return {
+        "teacher": values_of(pretrainer.teacher_variables),
+        "student": values_of(pretrainer.ema_student_variables),
+        "prototypes": values_of(pretrainer.prototype_variables),
+        "cls_center": values_of([pretrainer.cls_center])[0],
+        "patch_center": values_of([pretrainer.patch_center])[0],
+        "step": int(keras.ops.convert_to_numpy(pretrainer.step_counter)),
+        "iterations": int(
+            keras.ops.convert_to_numpy(pretrainer.optimizer.iterations)
+        ),
+    }
+
+
+def _teacher_logits(pretrainer, batch):
+    encoder = pretrainer.teacher_vision_encoder or pretrainer.backbone.vision_encoder
+    outputs = encoder.encode(batch["global_images"])
+    cls_logits = pretrainer.teacher_cls_head(outputs["cls_embeddings"][:, 0])
+    patches = keras.ops.reshape(outputs["patch_embeddings"], (BATCH, -1, 32))
+    patch_logits = pretrainer.teacher_patch_head(patches)
+    return (
+        keras.ops.convert_to_numpy(cls_logits),
+        keras.ops.convert_to_numpy(patch_logits),
+    )
+
+
+@pytest.fixture(scope="module", params=["tips", "tips_v2"])
+def training_run(request):
+    """A pretrainer trained 1 + 1 + 30 steps, with snapshots in between."""
+    config = tiny_config(request.param, **TRAINING_OVERRIDES)
+    pretrainer = make_pretrainer(config)
+    rng = np.random.default_rng(5)
+    batches = [random_batch(rng, config) for _ in range(2)]
+    logs = StepLogs()
+    run = {"config": config, "batches": batches, "logs": logs}
+    run["before"] = _snapshot(pretrainer)
+    run["logits_before"] = _teacher_logits(pretrainer, batches[0])
+    pretrainer.fit(
+        dataset_of(batches[:1]), epochs=1, steps_per_epoch=1, verbose=0,
+        callbacks=[logs],
+    )
+    run["after_1"] = _snapshot(pretrainer)
+    pretrainer.fit(
+        dataset_of(batches[1:]), epochs=1, steps_per_epoch=1, verbose=0,
+        callbacks=[logs],
+    )
+    run["after_2"] = _snapshot(pretrainer)
+    pretrainer.fit(
+        dataset_of(batches), epochs=1, steps_per_epoch=30, verbose=0,
+        callbacks=[logs],
+    )
+    run["pretrainer"] = pretrainer
+    return run
+
+
+def test_teacher_moves_by_exact_ema_of_the_updated_student(training_run):
+    momentum = 0.9  # ema_momentum_schedule at step 0
+    before, after = training_run["before"], training_run["after_1"]
+    moved = 0
+    for old_teacher, new_teacher, old_student, new_student in zip(
+        before["teacher"], after["teacher"], before["student"], after["student"]
+    ):
+        expected = momentum * old_teacher.astype("float64") + (
+            1 - momentum
+        ) * new_student.astype("float64")
+        # Exactly the EMA: a gradient step on the teacher would break this.
+        np.testing.assert_allclose(new_teacher, expected, rtol=1e-6, atol=1e-8)
+        moved += int(not np.array_equal(new_student, old_student))
+    assert moved > len(after["student"]) // 2  # the student did move
+    assert after["step"] == 1 and after["iterations"] == 1
+    assert training_run["after_2"]["step"] == 2
+
+
+def test_centers_are_the_ema_of_teacher_logit_means(training_run):
+    cls_logits, patch_logits = training_run["logits_before"]
+    after = training_run["after_1"]
+    np.testing.assert_allclose(
+        after["cls_center"], 0.01 * cls_logits.mean(axis=0), rtol=1e-4, atol=1e-7
+    )
+    np.testing.assert_allclose(
+        after["patch_center"],
+        0.01 * patch_logits.mean(axis=(0, 1)),
+        rtol=1e-4,
+        atol=1e-7,
+    )
+
+
+def test_prototypes_are_frozen_for_the_first_steps(training_run):
+    before = training_run["before"]["prototypes"]
+    after_1 = training_run["after_1"]["prototypes"]
+    after_2 = training_run["after_2"]["prototypes"]
+    for a, b, c in zip(before, after_1, after_2):
+        np.testing.assert_array_equal(a, b)  # step 1: frozen
+        assert not np.array_equal(b, c)  # step 2: trained
+
+
+def test_a_few_dozen_steps_reduce_every_loss_term(training_run):
+    steps = training_run["logs"].steps
+    assert len(steps) == 32
+    assert set(LOG_KEYS) <= set(steps[0])
+    for term in ("loss", *LOSS_TERMS):
+        first = np.mean([s[term] for s in steps[:4]])
+        last = np.mean([s[term] for s in steps[-4:]])
+        assert last < 0.8 * first, (term, first, last)
+    # The schedules are logged step by step.
+    lr = [s["learning_rate"] for s in steps]
+    assert abs(lr[0] - 3e-3) < 1e-7 and lr[-1] < 1e-4
+    momentum = [s["ema_momentum"] for s in steps]
+    assert abs(momentum[0] - 0.9) < 1e-6 and np.all(np.diff(momentum) >= 0)
+    assert all(abs(s["teacher_temperature"] - 0.04) < 1e-7 for s in steps)
+    assert all(0.01 <= s["temperature"] <= 1.0 for s in steps)
+    assert all(s["gradient_norm"] > 0 for s in steps)
+
+
+def test_nan_loss_stops_the_run_naming_step_and_term(tmp_path):
+    config = tiny_config(total_steps=6)
+    rng = np.random.default_rng(6)
+    batches = [random_batch(rng, config) for _ in range(6)]
+    batches[2]["local_images"][:] = np.nan  # step 3: the local crops only
+
+    def dataset_fn(config, start_step, global_crop_size):
+        return dataset_of(batches, repeat=False).skip(start_step)
+
+    with pytest.raises(train_lib.NonFiniteLossError) as caught:
+        train_lib.run_training(
+            config,
+            output_dir=str(tmp_path),
+            vocabulary_size=VOCABULARY_SIZE,
+            dataset_fn=dataset_fn,
+            checkpoint_every=2,
+            verbose=0,
+            save_preset=False,
+        )
+    error = caught.value
+    assert error.step == 3
+    assert error.term == "distillation"
+    assert "step 3" in str(error) and "'distillation'" in str(error)
+    checkpoints = sorted(os.listdir(tmp_path / "checkpoints"))
+    assert checkpoints == ["ckpt-000000002"]
+    assert error.last_checkpoint.endswith("ckpt-000000002")
+
+
+# ---------------------------------------------------------------------------
+# The three backends agree.
+
+_PARITY_SCRIPT = r"""
+import json, sys
+import numpy as np
+import keras
+sys.path.insert(0, sys.argv[1])
+from tests.test_pretrainer import tiny_config, make_pretrainer, random_batch
+mode, path = sys.argv[2], sys.argv[3]
+config = tiny_config("tips")
+pretrainer = make_pretrainer(config, compile=False)
+named = pretrainer.named_weights()
+if mode == "write":
+    batch = random_batch(np.random.default_rng(7), config)
+    arrays = {"w/" + k: keras.ops.convert_to_numpy(v) for k, v in named.items()}
+    arrays.update({f"batch/{k}": v for k, v in batch.items()})
+    np.savez(path, **arrays)
+data = np.load(path)
+for name, variable in named.items():
+    value = data["w/" + name]
+    assert tuple(variable.shape) == value.shape, (name, variable.path, value.shape)
+    variable.assign(value)
+batch = {k[len("batch/"):]: data[k] for k in data.files if k.startswith("batch/")}
+terms = pretrainer.compute_losses(batch)
+print("RESULT " + json.dumps({k: float(keras.ops.convert_to_numpy(v)) for k, v in terms.items()}))
+"""
+
+
+def _run_backend(backend, *args, timeout=300):
+    env = dict(os.environ, KERAS_BACKEND=backend, PYTHONPATH=str(REPO_ROOT))
+    completed = subprocess.run(
+        [sys.executable, "-c", _PARITY_SCRIPT, str(REPO_ROOT), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=str(REPO_ROOT),
+        timeout=timeout,
+    )
+    lines = [l for l in completed.stdout.splitlines() if l.startswith("RESULT ")]
+    assert completed.returncode == 0 and lines, completed.stderr[-3000:]
+    return json.loads(lines[-1][len("RESULT ") :])
+
+
+@pytest.mark.slow
+@pytest.mark.backend_independent
+def test_backends_give_the_same_losses(tmp_path):
+    path = str(tmp_path / "weights_and_batch.npz")
+    results = {"jax": _run_backend("jax", "write", path)}
+    for backend in ("tensorflow", "torch"):
+        results[backend] = _run_backend(backend, "read", path)
+    reference = results["jax"]
+    for backend, terms in results.items():
+        for term in ("loss", *LOSS_TERMS):
+            assert abs(terms[term] - reference[term]) <= 1e-4 * max(
+                1.0, abs(reference[term])
+            ), (backend, term, terms[term], reference[term])

@@ -1,0 +1,291 @@
+"""Training throughput of `TIPSPretrainer` (images/s) on each Keras backend.
+
+For each backend (each in its own subprocess, since `KERAS_BACKEND` is fixed
+per process) and each configuration, the tool builds the pretrainer with
+the full recipe (student, EMA teacher, CLS and patch heads, every loss),
+trains with `fit` on in-memory random batches (so the input pipeline is not
+measured; see `tools/benchmark_data.py` for that) and times the steps after
+the first ones (compilation and warm-up):
+
+* `tiny`: `PretrainConfig.tiny()` (width 32, 2 layers, 56 px global crop,
+  2 local crops of 28 px, heads of 1,024 prototypes), batch 8;
+* `S14`: ViT-S/14 and its text encoder at 224 px with the full TIPS recipe
+  (6 local crops of 98 px, 65,536 CLS and 32,768 patch prototypes, head
+  width 2,048), batch 4 by default.
+
+It prints a table (configurations by backends) and one JSON line per
+measurement (also to `--output`).
+
+Usage:
+    python tools/benchmark_training.py
+    python tools/benchmark_training.py --configs tiny --backends jax torch
+    python tools/benchmark_training.py --quick          # tiny only, seconds
+    python tools/benchmark_training.py --configs S14 --batch_size 8 --steps 5
+"""
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if REPO_ROOT not in sys.path:
+    sys.path.insert(0, REPO_ROOT)
+
+BACKENDS = ("jax", "tensorflow", "torch")
+CONFIGS = ("tiny", "S14")
+DEFAULT_BATCH = {"tiny": 8, "S14": 4}
+VOCABULARY_SIZE = 32000
+
+
+def _config(name, recipe, batch_size, steps):
+    from training.config import PretrainConfig
+
+    common = {"batch_size": batch_size, "total_steps": max(steps, 10)}
+    common["warmup_steps"] = 1
+    if name == "tiny":
+        return PretrainConfig.tiny(recipe, **common)
+    return PretrainConfig.for_recipe(recipe, model_variant="S/14", **common)
+
+
+def _random_batches(config, count, seed=0):
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    size, local = config.global_crop_size, config.local_crop_size
+    grid = size // config.patch_size
+    length = config.text_max_length
+    batches = []
+    for _ in range(count):
+        b = config.batch_size
+        mask = rng.uniform(size=(b, grid, grid)) < config.mask_ratio
+        padding = (np.arange(length) < rng.integers(4, length, (b, 1))).astype(
+            "int32"
+        )
+        batches.append(
+            {
+                "global_images": rng.uniform(size=(b, size, size, 3)).astype(
+                    "float32"
+                ),
+                "local_images": rng.uniform(
+                    size=(b, config.num_local_crops, local, local, 3)
+                ).astype("float32"),
+                "patch_mask": mask,
+                "noisy_token_ids": rng.integers(1, VOCABULARY_SIZE, (b, length))
+                .astype("int32")
+                * padding,
+                "noisy_padding_mask": padding,
+                "synthetic_token_ids": rng.integers(
+                    1, VOCABULARY_SIZE, (b, length)
+                ).astype("int32")
+                * padding,
+                "synthetic_padding_mask": padding,
+                "has_noisy_caption": np.ones((b,), "float32"),
+                "has_synthetic_caption": np.ones((b,), "float32"),
+            }
+        )
+    return batches
+
+
+def run_worker(args):
+    """Measures one configuration on this process's backend; prints JSON."""
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    from training import train as train_lib
+    from training.pretrainer import TIPSPretrainer
+
+    backend = keras.backend.backend()
+    config = _config(
+        args.configs[0], args.recipe, args.batch_size, args.warmup + args.steps
+    )
+    train_lib.seed_weight_initialization(0)
+    started = time.perf_counter()
+    backbone = train_lib.build_backbone(config, VOCABULARY_SIZE)
+    pretrainer = TIPSPretrainer(backbone, config)
+    pretrainer.compile(optimizer=train_lib.build_optimizer(config, pretrainer))
+    build_seconds = time.perf_counter() - started
+    batches = _random_batches(config, 2)
+    stacked = {k: np.stack([b[k] for b in batches]) for k in batches[0]}
+    dataset = tf.data.Dataset.from_tensor_slices(stacked).repeat().prefetch(2)
+
+    class StepTimes(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.ends = []
+            self.losses = []
+
+        def on_train_begin(self, logs=None):
+            self.begin = time.perf_counter()
+
+        def on_train_batch_end(self, batch, logs=None):
+            # Reading the loss waits for the step to finish (async backends).
+            self.losses.append(float(np.asarray(logs["loss"])))
+            self.ends.append(time.perf_counter())
+
+    times = StepTimes()
+    pretrainer.fit(
+        dataset,
+        epochs=1,
+        steps_per_epoch=args.warmup + args.steps,
+        verbose=0,
+        callbacks=[times],
+    )
+    first_step = times.ends[0] - times.begin
+    timed = times.ends[args.warmup - 1 :]
+    seconds = (timed[-1] - timed[0]) / max(len(timed) - 1, 1)
+    record = {
+        "kind": "training",
+        "config": args.configs[0],
+        "recipe": config.recipe,
+        "backend": backend,
+        "batch_size": config.batch_size,
+        "global_crop_size": config.global_crop_size,
+        "num_local_crops": config.num_local_crops,
+        "cls_num_prototypes": config.cls_num_prototypes,
+        "patch_num_prototypes": config.patch_num_prototypes,
+        "parameters": int(
+            sum(np.prod(v.shape) for v in pretrainer.trainable_variables)
+        ),
+        "timed_steps": len(timed) - 1,
+        "seconds_per_step": seconds,
+        "images_per_second": config.batch_size / seconds,
+        "first_step_seconds": first_step,
+        "build_seconds": build_seconds,
+        "final_loss": times.losses[-1],
+        "machine": platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "date": datetime.datetime.now().isoformat(timespec="seconds"),
+    }
+    print("RESULT " + json.dumps(record), flush=True)
+
+
+def _run_one(backend, config, args):
+    env = dict(os.environ, KERAS_BACKEND=backend)
+    command = [
+        sys.executable,
+        os.path.abspath(__file__),
+        "--worker",
+        "--configs",
+        config,
+        "--recipe",
+        args.recipe,
+        "--batch_size",
+        str(args.batch_size or DEFAULT_BATCH[config]),
+        "--steps",
+        str(args.steps),
+        "--warmup",
+        str(args.warmup),
+    ]
+    try:
+        completed = subprocess.run(
+            command,
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=REPO_ROOT,
+            timeout=args.timeout,
+        )
+    except subprocess.TimeoutExpired:
+        return {
+            "kind": "training",
+            "config": config,
+            "backend": backend,
+            "status": "error",
+            "reason": f"timed out after {args.timeout} s",
+        }
+    for line in completed.stdout.splitlines():
+        if line.startswith("RESULT "):
+            return json.loads(line[len("RESULT ") :])
+    return {
+        "kind": "training",
+        "config": config,
+        "backend": backend,
+        "status": "error",
+        "returncode": completed.returncode,
+        "stderr_tail": completed.stderr.strip().splitlines()[-8:],
+    }
+
+
+def _table(records, configs, backends):
+    width = 24
+    lines = [
+        "training images/s (seconds per step; first step incl. compilation)",
+        "config".ljust(10) + "".join(b.ljust(width) for b in backends),
+    ]
+    for config in configs:
+        cells = []
+        for backend in backends:
+            found = [
+                r
+                for r in records
+                if r.get("config") == config and r.get("backend") == backend
+            ]
+            if not found or "images_per_second" not in found[0]:
+                cells.append("error".ljust(width))
+                continue
+            r = found[0]
+            cells.append(
+                f"{r['images_per_second']:.2f} ({r['seconds_per_step']:.2f}s;"
+                f" {r['first_step_seconds']:.0f}s)".ljust(width)
+            )
+        lines.append(config.ljust(10) + "".join(cells))
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(
+        prog="python tools/benchmark_training.py",
+        description="TIPSPretrainer training throughput per backend.",
+    )
+    parser.add_argument("--backends", nargs="+", default=list(BACKENDS))
+    parser.add_argument("--configs", nargs="+", default=list(CONFIGS))
+    parser.add_argument("--recipe", default="tips", choices=["tips", "tips_v2"])
+    parser.add_argument(
+        "--batch_size", type=int, default=None, help="Default: tiny 8, S14 4."
+    )
+    parser.add_argument("--steps", type=int, default=3, help="Timed steps.")
+    parser.add_argument(
+        "--warmup", type=int, default=2, help="Untimed first steps (>= 1)."
+    )
+    parser.add_argument("--quick", action="store_true", help="tiny only.")
+    parser.add_argument("--timeout", type=int, default=3600)
+    parser.add_argument("--output", default=None, help="JSON lines file.")
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    for backend in args.backends:
+        if backend not in BACKENDS:
+            parser.error(f"unknown backend {backend!r}; choose from {BACKENDS}")
+    for config in args.configs:
+        if config not in CONFIGS:
+            parser.error(f"unknown config {config!r}; choose from {CONFIGS}")
+    if args.warmup < 1 or args.steps < 1:
+        parser.error("--warmup and --steps must be >= 1")
+    if args.worker:
+        run_worker(args)
+        return
+    if args.quick:
+        args.configs = ["tiny"]
+        args.steps = max(args.steps, 5)
+
+    records = []
+    for config in args.configs:
+        for backend in args.backends:
+            record = _run_one(backend, config, args)
+            records.append(record)
+            print(json.dumps(record), flush=True)
+    print()
+    print(_table(records, args.configs, args.backends))
+    if args.output:
+        with open(args.output, "a") as file:
+            for record in records:
+                file.write(json.dumps(record) + "\n")
+
+
+if __name__ == "__main__":
+    main()

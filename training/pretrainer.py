@@ -1,0 +1,757 @@
+"""`TIPSPretrainer`: TIPS / TIPSv2 pretraining as a `keras.Model` for `fit`.
+
+The pretrainer holds a student `TIPSBackbone`, an EMA teacher, the DINO (CLS)
+and iBOT (patch) projection heads of both, the DINO centers and a step
+counter. All of the math of one training step lives here, written once with
+`keras.ops`:
+
+* `forward(batch, training)`: every loss term plus the statistics the update
+  after the optimizer step needs (teacher-logit means, schedules);
+* `prepare_gradients(gradients, step)`: prototype freezing and global-norm
+  clipping;
+* `post_step_updates(statistics)`: `(variable, new value)` pairs of the EMA
+  teacher, the centers and the step counter.
+
+What Keras demands per backend (JAX: a stateless step that returns the new
+state; TensorFlow: `GradientTape` and `tf.distribute` replica contexts;
+PyTorch: `backward()` and `no_grad` updates) is in one small module per
+backend under `training/backend_steps/`; `train_step` and `test_step`
+dispatch to it.
+
+Losses (TIPS paper; TIPSv2 changes with `recipe="tips_v2"`):
+
+* contrastive: the first CLS embedding against the noisy caption and the
+  second CLS embedding against the synthetic caption, symmetric InfoNCE with
+  the learned temperature, negatives over the GLOBAL batch (embeddings are
+  all-gathered across `tf.distribute` replicas; under `keras.distribution`
+  the batch already is global);
+* distillation (DINO): the student's local-crop first-CLS head outputs
+  against the teacher's centered, sharpened global-crop distribution;
+* masked (iBOT / iBOT++): the student sees the global crop with the masked
+  patches replaced by the mask token; its patch-head outputs predict the
+  teacher's patch distributions on the unmasked crop (masked patches; with
+  iBOT++ visible ones too, weight `patch_visible_weight`).
+
+`loss = w_noisy * contrastive_noisy + w_synthetic * contrastive_synthetic
++ w_distillation * distillation + w_masked * masked` (0.5, 0.5, 1, 2).
+"""
+
+import keras
+from keras import ops
+
+from keras_tips.backbone import TIPSBackbone
+from keras_tips.vision_encoder import TIPSVisionEncoder
+from training import backend_steps
+from training import distribution
+from training import ema
+from training import losses as losses_lib
+from training import schedules
+from training.config import PretrainConfig
+from training.heads import ProjectionHead
+
+# Loss terms, in the order they are logged and checked.
+LOSS_TERMS = (
+    "contrastive_noisy",
+    "contrastive_synthetic",
+    "distillation",
+    "masked",
+)
+
+# Keys a training batch must hold, and their ranks.
+BATCH_RANKS = {
+    "global_images": 4,
+    "local_images": 5,
+    "patch_mask": 3,
+    "noisy_token_ids": 2,
+    "noisy_padding_mask": 2,
+    "synthetic_token_ids": 2,
+    "synthetic_padding_mask": 2,
+    "has_noisy_caption": 1,
+    "has_synthetic_caption": 1,
+}
+
+# Keys of the per-step logs, besides `LOSS_TERMS`.
+LOG_KEYS = (
+    "loss",
+    *LOSS_TERMS,
+    "temperature",
+    "teacher_temperature",
+    "ema_momentum",
+    "learning_rate",
+    "gradient_norm",
+)
+
+
+def _as_config(config):
+    if config is None:
+        return PretrainConfig()
+    if isinstance(config, PretrainConfig):
+        return config
+    if isinstance(config, dict):
+        return PretrainConfig.from_dict(config)
+    raise TypeError(
+        "`config` must be a `PretrainConfig`, a dict of its fields or None. "
+        f"Received: {type(config).__name__}."
+    )
+
+
+def _make_head(config, num_prototypes, name, trainable=True):
+    head = ProjectionHead(
+        num_prototypes=num_prototypes,
+        hidden_dim=config.head_hidden_dim,
+        bottleneck_dim=config.head_bottleneck_dim,
+        num_layers=config.head_num_layers,
+        name=name,
+    )
+    head.trainable = trainable
+    return head
+
+
+@keras.saving.register_keras_serializable(package="keras_tips")
+class TIPSPretrainer(keras.Model):
+    """TIPS / TIPSv2 pretraining model: student, EMA teacher, heads, losses.
+
+    Train it with `compile(optimizer=...)` and `fit(dataset)`, where the
+    dataset yields the batches of `training.data.make_pretraining_dataset`
+    (dicts with the keys of `BATCH_RANKS`). One `fit` step: the loss terms of
+    `forward`, gradients of their weighted sum for the student (backbone,
+    text encoder, temperature and student heads; the teacher's weights are
+    not trainable and never get a gradient), `prepare_gradients`
+    (prototype freezing, global-norm clipping at
+    `config.gradient_clip_norm`), the optimizer step, then the EMA teacher
+    update with the cosine momentum schedule, the center updates and the
+    step counter. Logs per step: `LOG_KEYS`.
+
+    With `config.head_only_ema` (TIPSv2) there is no teacher vision encoder:
+    the teacher runs the student's encoder without gradient, and only the
+    heads have EMA copies.
+
+    Build the model under the distribution it trains with (a
+    `tf.distribute` strategy scope or a `keras.distribution`), see
+    `training.distribution`.
+
+    Args:
+        backbone: the student `keras_tips.TIPSBackbone`.
+        config: `training.config.PretrainConfig` (or a dict of its fields).
+            Head sizes, temperatures, schedules, loss weights, clipping.
+        contrastive_on_masked_view: bool. Whether the contrastive CLS
+            embeddings come from the student's masked global crop (True:
+            one student pass over the global crop, as iBOT does for its CLS
+            loss) or from an extra, unmasked student pass (False).
+        **kwargs: standard `keras.Model` arguments, e.g. `name`.
+
+    Example:
+    ```python
+    config = PretrainConfig.tiny()
+    backbone = training.train.build_backbone(config, vocabulary_size=64)
+    pretrainer = TIPSPretrainer(backbone, config)
+    pretrainer.compile(optimizer=training.train.build_optimizer(config,
+                                                                pretrainer))
+    pretrainer.fit(dataset, steps_per_epoch=config.total_steps)
+    losses = pretrainer.compute_losses(batch)  # dict of every term
+    pretrainer.backbone.save_to_preset("preset_dir")
+    ```
+    """
+
+    def __init__(
+        self,
+        backbone,
+        config=None,
+        contrastive_on_masked_view=True,
+        **kwargs,
+    ):
+        if not isinstance(backbone, TIPSBackbone):
+            raise TypeError(
+                "`backbone` must be a `keras_tips.TIPSBackbone`. Received: "
+                f"{type(backbone).__name__}."
+            )
+        config = _as_config(config)
+        super().__init__(**kwargs)
+        self.config = config
+        self.contrastive_on_masked_view = bool(contrastive_on_masked_view)
+        hidden_dim = backbone.hidden_dim
+
+        # === Student ===
+        self.backbone = backbone
+        if not config.learn_contrastive_temperature:
+            backbone.temperature_layer.trainable = False
+        self.student_cls_head = _make_head(
+            config, config.cls_num_prototypes, "student_cls_head"
+        )
+        self.student_patch_head = None
+        if config.separate_patch_head:
+            self.student_patch_head = _make_head(
+                config, config.patch_num_prototypes, "student_patch_head"
+            )
+
+        # === Teacher (weights are not trainable: EMA only) ===
+        self.teacher_vision_encoder = None
+        if not config.head_only_ema:
+            encoder_config = backbone.vision_encoder.get_config()
+            encoder_config["name"] = "teacher_vision_encoder"
+            self.teacher_vision_encoder = TIPSVisionEncoder.from_config(
+                encoder_config
+            )
+            self.teacher_vision_encoder.trainable = False
+        self.teacher_cls_head = _make_head(
+            config, config.cls_num_prototypes, "teacher_cls_head", False
+        )
+        self.teacher_patch_head = None
+        if config.separate_patch_head:
+            self.teacher_patch_head = _make_head(
+                config, config.patch_num_prototypes, "teacher_patch_head", False
+            )
+        for head in self._heads():
+            head.build((None, hidden_dim))
+
+        # === Training state ===
+        self.cls_center = self.add_weight(
+            name="cls_center",
+            shape=(config.cls_num_prototypes,),
+            initializer="zeros",
+            dtype="float32",
+            trainable=False,
+            autocast=False,
+        )
+        self.patch_center = self.add_weight(
+            name="patch_center",
+            shape=(config.patch_num_prototypes,),
+            initializer="zeros",
+            dtype="float32",
+            trainable=False,
+            autocast=False,
+        )
+        self.step_counter = self.add_weight(
+            name="step",
+            shape=(),
+            initializer="zeros",
+            dtype="int32",
+            trainable=False,
+            autocast=False,
+        )
+        self.built = True
+
+        # The teacher starts as an exact copy of the student.
+        self.copy_student_to_teacher()
+
+    # ------------------------------------------------------------------
+    # Structure.
+
+    def _heads(self):
+        heads = [self.student_cls_head, self.teacher_cls_head]
+        if self.student_patch_head is not None:
+            heads += [self.student_patch_head, self.teacher_patch_head]
+        return heads
+
+    @property
+    def teacher_variables(self):
+        """The teacher's weights, in the order of `ema_student_variables`.
+
+        The teacher vision encoder (absent with `head_only_ema`) and the
+        teacher heads. None of them is trainable.
+        """
+        variables = []
+        if self.teacher_vision_encoder is not None:
+            variables += list(self.teacher_vision_encoder.weights)
+        variables += list(self.teacher_cls_head.weights)
+        if self.teacher_patch_head is not None:
+            variables += list(self.teacher_patch_head.weights)
+        return variables
+
+    @property
+    def ema_student_variables(self):
+        """The student weights the teacher is an EMA of (same order)."""
+        variables = []
+        if self.teacher_vision_encoder is not None:
+            variables += list(self.backbone.vision_encoder.weights)
+        variables += list(self.student_cls_head.weights)
+        if self.student_patch_head is not None:
+            variables += list(self.student_patch_head.weights)
+        return variables
+
+    @property
+    def prototype_variables(self):
+        """The student heads' prototype weights (frozen at the start)."""
+        variables = [self.student_cls_head.prototypes]
+        if self.student_patch_head is not None:
+            variables.append(self.student_patch_head.prototypes)
+        return variables
+
+    def named_weights(self):
+        """Every weight under a name that is the same on every backend.
+
+        Names are `"<group>/<index>"` with groups `state` (centers, step
+        counter), `student/vision_encoder`, `student/text_encoder`,
+        `student/temperature`, `student/cls_head`, `student/patch_head`,
+        `teacher/vision_encoder`, `teacher/cls_head`, `teacher/patch_head`;
+        the index counts within the group's `weights`. (`model.weights` is
+        ordered differently on different backends, and variable paths are
+        not unique.) Checkpoints and cross-backend comparisons use it.
+
+        Returns:
+            dict of name -> variable, covering `self.weights` exactly.
+        """
+        groups = [
+            ("state", [self.cls_center, self.patch_center, self.step_counter]),
+            ("student/vision_encoder", self.backbone.vision_encoder.weights),
+            ("student/text_encoder", self.backbone.text_encoder.weights),
+            ("student/temperature", self.backbone.temperature_layer.weights),
+            ("student/cls_head", self.student_cls_head.weights),
+        ]
+        if self.student_patch_head is not None:
+            groups.append(("student/patch_head", self.student_patch_head.weights))
+        if self.teacher_vision_encoder is not None:
+            groups.append(
+                ("teacher/vision_encoder", self.teacher_vision_encoder.weights)
+            )
+        groups.append(("teacher/cls_head", self.teacher_cls_head.weights))
+        if self.teacher_patch_head is not None:
+            groups.append(("teacher/patch_head", self.teacher_patch_head.weights))
+        named = {}
+        for group, variables in groups:
+            for index, variable in enumerate(variables):
+                named[f"{group}/{index}"] = variable
+        if {id(v) for v in named.values()} != {id(v) for v in self.weights} or (
+            len(named) != len(self.weights)
+        ):
+            raise RuntimeError(
+                "TIPSPretrainer.named_weights() does not cover model.weights "
+                "exactly; was a layer added to the pretrainer?"
+            )
+        return named
+
+    def no_weight_decay_variables(self):
+        """Trainable variables that AdamW should not decay.
+
+        As in DINOv2: biases, normalization scales and offsets, LayerScale
+        gammas (every weight of rank <= 1), and the contrastive temperature.
+        """
+        return [v for v in self.trainable_variables if len(v.shape) <= 1]
+
+    def copy_student_to_teacher(self):
+        """Sets every teacher weight to its student weight (fresh buffers).
+
+        The values are copied, not shared: on JAX a buffer shared by two
+        variables could not be donated to the jitted step.
+        """
+        for teacher, student in zip(
+            self.teacher_variables, self.ema_student_variables
+        ):
+            teacher.assign(ops.copy(ops.convert_to_tensor(student)))
+
+    def _student_patch_head(self):
+        return self.student_patch_head or self.student_cls_head
+
+    def _teacher_patch_head(self):
+        return self.teacher_patch_head or self.teacher_cls_head
+
+    # ------------------------------------------------------------------
+    # Schedules (functions of the step counter).
+
+    def teacher_temperature(self, step):
+        """Teacher softmax temperature at `step` (linear warm-up)."""
+        config = self.config
+        return schedules.teacher_temperature_schedule(
+            step,
+            config.teacher_temperature_warmup_steps,
+            config.teacher_temperature_start,
+            config.teacher_temperature_end,
+        )
+
+    def ema_momentum(self, step):
+        """EMA momentum of the teacher update after step `step` (cosine)."""
+        config = self.config
+        return schedules.ema_momentum_schedule(
+            step,
+            config.total_steps,
+            config.ema_momentum_start,
+            config.ema_momentum_end,
+        )
+
+    def contrastive_temperature(self):
+        """The learned contrastive temperature, clamped as in the config."""
+        return losses_lib.temperature_from_log(
+            self.backbone.temperature_layer.log_temperature,
+            self.config.contrastive_temperature_min,
+            self.config.contrastive_temperature_max,
+        )
+
+    # ------------------------------------------------------------------
+    # Inputs.
+
+    def _check_batch(self, batch):
+        if not isinstance(batch, dict):
+            raise TypeError(
+                "A TIPSPretrainer batch must be a dict (see "
+                "`training.data.make_pretraining_dataset`). Received: "
+                f"{type(batch).__name__}."
+            )
+        missing = [key for key in BATCH_RANKS if key not in batch]
+        if missing:
+            raise ValueError(
+                f"The pretraining batch lacks the key(s) {missing}; it has "
+                f"{sorted(batch)}."
+            )
+        for key, rank in BATCH_RANKS.items():
+            shape = tuple(batch[key].shape)
+            if len(shape) != rank:
+                raise ValueError(
+                    f"Batch key '{key}' must have rank {rank}; received shape "
+                    f"{shape}."
+                )
+        grid = tuple(batch["patch_mask"].shape[1:])
+        global_shape = tuple(batch["global_images"].shape)
+        patch_size = self.backbone.vision_encoder.patch_size
+        expected = tuple(
+            None if size is None else size // patch_size
+            for size in global_shape[1:3]
+        )
+        if None not in grid + expected and grid != expected:
+            raise ValueError(
+                f"'patch_mask' grid {grid} does not match 'global_images' of "
+                f"shape {global_shape} (patch size {patch_size}: expected "
+                f"{expected})."
+            )
+
+    # ------------------------------------------------------------------
+    # The math of one step.
+
+    def forward(self, batch, training=False):
+        """Every loss term and the statistics of one step.
+
+        Args:
+            batch: dict with the keys of `BATCH_RANKS`: `"global_images"`
+                `(B, G, G, 3)`, `"local_images"` `(B, V, L, L, 3)`,
+                `"patch_mask"` `(B, G/14, G/14)` (True = masked), token ids
+                and padding masks `(B, T)` of the noisy and synthetic
+                captions, `"has_noisy_caption"` / `"has_synthetic_caption"`
+                `(B,)` (0 = no caption: the pair leaves the contrastive loss).
+            training: bool. Training mode.
+
+        Returns:
+            `(losses, statistics)`: `losses` maps `"loss"` (the weighted
+            total) and each of `LOSS_TERMS` to a float32 scalar;
+            `statistics` holds the step, the schedules and the global means
+            of the teacher logits (for the centers).
+        """
+        self._check_batch(batch)
+        config = self.config
+        vision = self.backbone.vision_encoder
+        step = ops.convert_to_tensor(self.step_counter)
+        teacher_temperature = self.teacher_temperature(step)
+
+        global_images = batch["global_images"]
+        patch_mask = ops.cast(batch["patch_mask"], "bool")
+        hidden_dim = vision.hidden_dim
+
+        # --- Student on the masked global crop. ---
+        student = vision.encode(
+            global_images, patch_mask=patch_mask, training=training
+        )
+        student_patches = ops.reshape(
+            student["patch_embeddings"], (ops.shape(global_images)[0], -1, hidden_dim)
+        )
+        if self.contrastive_on_masked_view:
+            contrastive_cls = student["cls_embeddings"]
+        else:
+            contrastive_cls = vision.encode(global_images, training=training)[
+                "cls_embeddings"
+            ]
+
+        # --- Texts: both captions in one pass of the shared encoder. ---
+        token_ids = ops.concatenate(
+            [batch["noisy_token_ids"], batch["synthetic_token_ids"]], axis=0
+        )
+        padding_mask = ops.concatenate(
+            [batch["noisy_padding_mask"], batch["synthetic_padding_mask"]],
+            axis=0,
+        )
+        text = self.backbone.text_encoder(
+            {
+                "token_ids": ops.cast(token_ids, "int32"),
+                "padding_mask": ops.cast(padding_mask, "int32"),
+            },
+            training=training,
+        )
+        noisy_text, synthetic_text = ops.split(text, 2, axis=0)
+
+        # --- Contrastive terms over the global batch. ---
+        embeddings = ops.concatenate(
+            [
+                ops.cast(contrastive_cls[:, 0], "float32"),
+                ops.cast(contrastive_cls[:, 1], "float32"),
+                ops.cast(noisy_text, "float32"),
+                ops.cast(synthetic_text, "float32"),
+            ],
+            axis=-1,
+        )
+        valid = ops.stack(
+            [
+                ops.cast(batch["has_noisy_caption"], "float32"),
+                ops.cast(batch["has_synthetic_caption"], "float32"),
+            ],
+            axis=-1,
+        )
+        embeddings = distribution.global_batch(embeddings)
+        valid = distribution.global_batch(valid)
+        first_cls, second_cls, noisy_text, synthetic_text = ops.split(
+            embeddings, 4, axis=-1
+        )
+        temperature = self.contrastive_temperature()
+        contrastive_noisy = losses_lib.contrastive_loss(
+            first_cls, noisy_text, temperature, valid=valid[:, 0]
+        )
+        contrastive_synthetic = losses_lib.contrastive_loss(
+            second_cls, synthetic_text, temperature, valid=valid[:, 1]
+        )
+
+        # --- Teacher on the unmasked global crop, without gradient. ---
+        with backend_steps.no_gradient():
+            teacher_encoder = self.teacher_vision_encoder or vision
+            teacher = teacher_encoder.encode(global_images, training=False)
+            teacher_cls = ops.stop_gradient(teacher["cls_embeddings"][:, 0])
+            teacher_patches = ops.stop_gradient(
+                ops.reshape(
+                    teacher["patch_embeddings"],
+                    (ops.shape(global_images)[0], -1, hidden_dim),
+                )
+            )
+            teacher_cls_logits = ops.stop_gradient(
+                ops.cast(self.teacher_cls_head(teacher_cls), "float32")
+            )
+            teacher_patch_logits = ops.stop_gradient(
+                ops.cast(self._teacher_patch_head()(teacher_patches), "float32")
+            )
+            cls_targets = losses_lib.teacher_probabilities(
+                teacher_cls_logits, self.cls_center, teacher_temperature
+            )
+            patch_targets = losses_lib.teacher_probabilities(
+                teacher_patch_logits, self.patch_center, teacher_temperature
+            )
+            cls_logits_mean = distribution.global_mean(
+                ops.mean(teacher_cls_logits, axis=0)
+            )
+            patch_logits_mean = distribution.global_mean(
+                ops.mean(teacher_patch_logits, axis=(0, 1))
+            )
+
+        # --- Distillation: local crops against the teacher's global CLS. ---
+        local_images = batch["local_images"]
+        num_local = local_images.shape[1]
+        if num_local is None:
+            raise ValueError(
+                "The number of local crops (axis 1 of 'local_images') must be "
+                f"static; received shape {tuple(local_images.shape)}."
+            )
+        if num_local > 0:
+            local_size = tuple(local_images.shape[2:])
+            local_flat = ops.reshape(local_images, (-1,) + local_size)
+            local_cls = vision.encode(local_flat, training=training)[
+                "cls_embeddings"
+            ][:, 0]
+            local_logits = self.student_cls_head(local_cls)
+            local_logits = ops.reshape(
+                local_logits, (-1, num_local, config.cls_num_prototypes)
+            )
+            distillation = losses_lib.distillation_loss(
+                ops.transpose(local_logits, (1, 0, 2)),
+                cls_targets,
+                config.student_temperature,
+            )
+        else:
+            distillation = ops.zeros((), "float32")
+
+        # --- Masked image modeling on the student's patch tokens. ---
+        student_patch_logits = self._student_patch_head()(student_patches)
+        masked = losses_lib.masked_patch_loss(
+            student_patch_logits,
+            patch_targets,
+            ops.reshape(patch_mask, (ops.shape(global_images)[0], -1)),
+            config.student_temperature,
+            visible_weight=config.patch_visible_weight,
+        )
+
+        total = (
+            config.contrastive_noisy_weight * contrastive_noisy
+            + config.contrastive_synthetic_weight * contrastive_synthetic
+            + config.distillation_weight * distillation
+            + config.masked_weight * masked
+        )
+        losses = {
+            "loss": total,
+            "contrastive_noisy": contrastive_noisy,
+            "contrastive_synthetic": contrastive_synthetic,
+            "distillation": distillation,
+            "masked": masked,
+        }
+        statistics = {
+            "step": step,
+            "temperature": temperature,
+            "teacher_temperature": teacher_temperature,
+            "ema_momentum": self.ema_momentum(step),
+            "cls_logits_mean": cls_logits_mean,
+            "patch_logits_mean": patch_logits_mean,
+        }
+        return losses, statistics
+
+    def compute_losses(self, batch, training=False):
+        """Every loss term of `batch`: a dict of float32 scalars.
+
+        Keys: `"loss"` (the weighted total) and `LOSS_TERMS`. Nothing is
+        updated.
+
+        Example:
+        ```python
+        terms = pretrainer.compute_losses(batch)
+        float(terms["masked"])
+        ```
+        """
+        return self.forward(batch, training=training)[0]
+
+    def prepare_gradients(self, gradients, step, global_gradients=None):
+        """Prototype freezing and global-norm clipping of the gradients.
+
+        Args:
+            gradients: list matching `trainable_variables` (None entries
+                become zeros).
+            step: the step counter before this step's update.
+            global_gradients: optional, the gradients summed over all
+                replicas (`tf.distribute`), when `gradients` are one
+                replica's share. The clipping factor then comes from the
+                norm of the global gradient, and is applied to `gradients`
+                (whose sum over replicas the optimizer then applies).
+
+        Returns:
+            `(gradients, global_norm)`: the new list and the norm of the
+            (global) gradient before clipping.
+        """
+        variables = self.trainable_variables
+
+        def fill_and_freeze(values):
+            values = [
+                ops.zeros(v.shape, v.dtype) if g is None else g
+                for g, v in zip(values, variables)
+            ]
+            freeze_steps = self.config.freeze_prototypes_steps
+            if freeze_steps <= 0:
+                return values
+            prototype_ids = {id(v) for v in self.prototype_variables}
+            keep = ops.cast(ops.greater_equal(step, freeze_steps), "float32")
+            return [
+                g * ops.cast(keep, g.dtype) if id(v) in prototype_ids else g
+                for g, v in zip(values, variables)
+            ]
+
+        gradients = fill_and_freeze(gradients)
+        reference = gradients
+        if global_gradients is not None:
+            reference = fill_and_freeze(global_gradients)
+        squared = [ops.sum(ops.square(ops.cast(g, "float32"))) for g in reference]
+        global_norm = ops.sqrt(ops.sum(ops.stack(squared)))
+        clip_norm = self.config.gradient_clip_norm
+        if clip_norm > 0:
+            factor = clip_norm / ops.maximum(global_norm, clip_norm)
+            gradients = [g * ops.cast(factor, g.dtype) for g in gradients]
+        return gradients, global_norm
+
+    def post_step_updates(self, statistics):
+        """`(variable, new value)` pairs to assign after the optimizer step.
+
+        The EMA teacher `m * teacher + (1 - m) * student` (reading the
+        student weights AFTER the optimizer step), the centers
+        `losses.center_update` with the global teacher-logit means, and the
+        step counter plus one. Nothing is assigned here.
+        """
+        config = self.config
+        momentum = statistics["ema_momentum"]
+        teacher = self.teacher_variables
+        student = self.ema_student_variables
+        new_teacher = ema.ema_update_values(
+            [ops.convert_to_tensor(v) for v in teacher],
+            [ops.convert_to_tensor(v) for v in student],
+            momentum,
+        )
+        updates = list(zip(teacher, new_teacher))
+        updates.append(
+            (
+                self.cls_center,
+                losses_lib.center_update(
+                    self.cls_center,
+                    statistics["cls_logits_mean"],
+                    config.center_momentum,
+                ),
+            )
+        )
+        updates.append(
+            (
+                self.patch_center,
+                losses_lib.center_update(
+                    self.patch_center,
+                    statistics["patch_logits_mean"],
+                    config.center_momentum,
+                ),
+            )
+        )
+        updates.append(
+            (self.step_counter, ops.cast(statistics["step"] + 1, "int32"))
+        )
+        return updates
+
+    def step_logs(self, losses, statistics, learning_rate, gradient_norm):
+        """The per-step log dict (`LOG_KEYS`), detached float32 scalars."""
+        values = dict(losses)
+        values["temperature"] = statistics["temperature"]
+        values["teacher_temperature"] = statistics["teacher_temperature"]
+        values["ema_momentum"] = statistics["ema_momentum"]
+        values["learning_rate"] = learning_rate
+        values["gradient_norm"] = gradient_norm
+        return {
+            key: ops.stop_gradient(ops.cast(values[key], "float32"))
+            for key in LOG_KEYS
+        }
+
+    def current_learning_rate(self):
+        """The optimizer's learning rate for its next step (a scalar)."""
+        if self.optimizer is None:
+            return ops.zeros((), "float32")
+        return ops.cast(self.optimizer.learning_rate, "float32")
+
+    # ------------------------------------------------------------------
+    # Keras hooks.
+
+    def call(self, inputs, training=False):
+        """Alias of `compute_losses`: `pretrainer(batch)` gives the terms."""
+        return self.compute_losses(inputs, training=training)
+
+    def train_step(self, *args):
+        return backend_steps.train_step(self, *args)
+
+    def test_step(self, *args):
+        return backend_steps.test_step(self, *args)
+
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        # Called by Keras' TensorFlow trainer only; see
+        # `tensorflow_step.build_for_fit`.
+        del iterator, data_batch
+        backend_steps.backend_module().build_for_fit(self)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "backbone": keras.layers.serialize(self.backbone),
+                "config": self.config.to_dict(),
+                "contrastive_on_masked_view": self.contrastive_on_masked_view,
+            }
+        )
+        return config
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        config = dict(config)
+        if isinstance(config.get("backbone"), dict):
+            config["backbone"] = keras.layers.deserialize(
+                config["backbone"], custom_objects=custom_objects
+            )
+        return cls(**config)
+

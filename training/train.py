@@ -1,0 +1,832 @@
+r"""Pretrain a TIPS / TIPSv2 model with `model.fit`: `python -m training.train`.
+
+Builds the config, the input pipeline, the student backbone, the
+`TIPSPretrainer` (EMA teacher, heads, losses) and AdamW, restores the newest
+complete checkpoint of `--output_dir` (unless `--noresume`), trains with
+`fit` and saves the final student backbone (and the tokenizer) with
+`save_to_preset` to `<output_dir>/preset`.
+
+Faults:
+* a NaN or Inf loss stops the run with `NonFiniteLossError`, which names
+  the step and the offending loss term; the last good checkpoint is kept
+  (the bad step is never saved) and the exit status is 1;
+* SIGTERM / SIGINT: the running step finishes, a checkpoint is written, the
+  process exits with status 128 + signal number; rerun the same command to
+  resume;
+* a killed run (SIGKILL, power loss) resumes from the newest COMPLETE
+  checkpoint; a partial or corrupt one is skipped with a warning;
+* a failed checkpoint write (disk full) raises `CheckpointError` and keeps
+  the previous checkpoint.
+
+Resuming restores the step, weights, teacher, centers and optimizer state;
+the input pipeline is deterministic for a seed and skips the batches the
+earlier run consumed, so an interrupted and resumed run takes the same steps
+on the same batches as an uninterrupted one.
+
+Example (a CPU smoke run on the procedural scenes, see `tools/make_scenes.py`):
+
+```shell
+python -m training.train --model=tiny --recipe=tips_v2 \
+    --data='/tmp/scenes/train-*.tfrecord' \
+    --tokenizer=../shared/fixtures/tokenizer/tokenizer.model \
+    --batch_size=8 --steps=50 --checkpoint_every=10 --output_dir=/tmp/run
+KERAS_BACKEND=tensorflow python -m training.train --model=S \
+    --data='gs://bucket/train-*.tfrecord' --tokenizer=tokenizer.model \
+    --distribution=tpu --tpu=my-tpu --batch_size=4096 --steps=200000 \
+    --mixed_precision --output_dir=gs://bucket/run
+```
+
+Library use: `run_training(config, output_dir=..., data=..., tokenizer=...)`
+(or with `dataset_fn` for an in-memory dataset) returns a `TrainingResult`.
+"""
+
+import dataclasses
+import json
+import logging
+import math
+import os
+import shutil
+import sys
+
+import keras
+import numpy as np
+
+from training import distribution as distribution_lib
+from training.checkpointing import CheckpointCallback
+from training.checkpointing import CheckpointManager
+from training.config import PretrainConfig
+from training.pretrainer import LOSS_TERMS
+from training.pretrainer import TIPSPretrainer
+from training.schedules import WarmupCosineDecay
+from training.schedules import weight_decay_schedule
+
+logger = logging.getLogger(__name__)
+
+MODEL_SIZES = ("tiny", "S", "B", "L", "So400m", "g")
+
+# The tiny architecture used for CPU smoke runs and tests.
+TINY_ARCHITECTURE = {
+    "hidden_dim": 32,
+    "num_layers": 2,
+    "num_heads": 2,
+    "mlp_dim": 64,
+    "text_num_layers": 2,
+}
+
+
+# ---------------------------------------------------------------------------
+# Errors.
+
+
+class NonFiniteLossError(RuntimeError):
+    """A loss term became NaN or Inf; training stopped.
+
+    Attributes:
+        step: the (1-based) global step whose loss was not finite.
+        term: the offending loss term (`LOSS_TERMS`, or `"loss"`).
+        value: its value.
+        last_checkpoint: path of the last good checkpoint, or None.
+    """
+
+    def __init__(self, step, term, value, last_checkpoint=None):
+        self.step = step
+        self.term = term
+        self.value = value
+        self.last_checkpoint = last_checkpoint
+        where = (
+            f"the last good checkpoint is {last_checkpoint}"
+            if last_checkpoint
+            else "no checkpoint was written yet"
+        )
+        super().__init__(
+            f"Non-finite loss at step {step}: loss term '{term}' = {value}. "
+            f"Training stopped; {where}. Lower the learning rate, check the "
+            "input data, or resume from that checkpoint."
+        )
+
+
+class TrainingInterrupted(RuntimeError):
+    """SIGTERM / SIGINT stopped training after writing a checkpoint."""
+
+    def __init__(self, step, signum, checkpoint):
+        self.step = step
+        self.signum = signum
+        self.checkpoint = checkpoint
+        super().__init__(
+            f"Training interrupted by signal {signum} after step {step}; "
+            f"checkpoint written to {checkpoint}. Run the same command again "
+            "to resume."
+        )
+
+
+# ---------------------------------------------------------------------------
+# Callbacks.
+
+
+class NonFiniteLossGuard(keras.callbacks.Callback):
+    """Stops training at the first step whose loss terms are not all finite.
+
+    The terms of `LOSS_TERMS` are checked in order, then the total; the
+    first NaN / Inf one is recorded in `error` (a `NonFiniteLossError`) and
+    training stops. Put it BEFORE the checkpoint callback (which itself
+    never saves a non-finite step).
+
+    Args:
+        initial_step: global step at the start of this `fit`.
+        checkpoint_callback: optional `CheckpointCallback`, to name the last
+            good checkpoint in the error.
+    """
+
+    def __init__(self, initial_step=0, checkpoint_callback=None):
+        super().__init__()
+        self.step = int(initial_step)
+        self._fit_start_step = self.step
+        self.checkpoint_callback = checkpoint_callback
+        self.error = None
+
+    def on_train_begin(self, logs=None):
+        self._fit_start_step = self.step
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.step = self._fit_start_step + int(batch) + 1
+        logs = logs or {}
+        for term in (*LOSS_TERMS, "loss"):
+            if term not in logs:
+                continue
+            value = float(np.asarray(logs[term]))
+            if not math.isfinite(value):
+                last = None
+                if self.checkpoint_callback is not None:
+                    last = self.checkpoint_callback.manager.latest_complete()
+                    last = last[1] if last else None
+                self.error = NonFiniteLossError(self.step, term, value, last)
+                logger.error("%s", self.error)
+                self.model.stop_training = True
+                return
+
+
+class LogHistory(keras.callbacks.Callback):
+    """Keeps the logs of every step (floats) in `steps`."""
+
+    def __init__(self):
+        super().__init__()
+        self.steps = []
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.steps.append(
+            {key: float(np.asarray(value)) for key, value in (logs or {}).items()}
+        )
+
+
+# ---------------------------------------------------------------------------
+# Building blocks.
+
+
+def _size_name(model_variant):
+    name = str(model_variant).split("/")[0]
+    if name not in MODEL_SIZES:
+        raise ValueError(
+            f"Unknown model size {model_variant!r}; expected one of "
+            f"{list(MODEL_SIZES)} (optionally with '/14')."
+        )
+    return name
+
+
+def build_config(
+    recipe="tips",
+    model=None,
+    config_file=None,
+    overrides=None,
+):
+    """The run's `PretrainConfig`.
+
+    Order: recipe defaults (`PretrainConfig.tiny` for `model="tiny"`), then
+    the fields of the JSON `config_file`, then `overrides`.
+
+    Args:
+        recipe: `"tips"` or `"tips_v2"` (a `recipe` field in the file wins).
+        model: optional size (`MODEL_SIZES`), sets `model_variant`.
+        config_file: optional path of a JSON object of config fields.
+        overrides: optional dict of config fields.
+    """
+    fields = {}
+    if config_file:
+        try:
+            with open(config_file) as file:
+                fields = json.load(file)
+        except (OSError, ValueError) as error:
+            raise ValueError(
+                f"Cannot read the config file {config_file!r}: {error}"
+            ) from error
+        if not isinstance(fields, dict):
+            raise ValueError(
+                f"The config file {config_file!r} must hold a JSON object of "
+                "PretrainConfig fields."
+            )
+    fields.update(overrides or {})
+    if model is not None:
+        size = _size_name(model)
+        fields["model_variant"] = "tiny" if size == "tiny" else f"{size}/14"
+    recipe = fields.pop("recipe", recipe)
+    if fields.get("model_variant") == "tiny":
+        return PretrainConfig.tiny(recipe, **fields)
+    return PretrainConfig.for_recipe(recipe, **fields)
+
+
+def with_total_steps(config, total_steps, keep=()):
+    """`config` with `total_steps`; step counts that would exceed it shrink.
+
+    `warmup_steps`, `teacher_temperature_warmup_steps` and `high_res_steps`
+    are capped at `total_steps` unless named in `keep` (explicitly set).
+    """
+    changes = {"total_steps": int(total_steps)}
+    for field in (
+        "warmup_steps",
+        "teacher_temperature_warmup_steps",
+        "high_res_steps",
+    ):
+        if field not in keep:
+            changes[field] = min(getattr(config, field), int(total_steps))
+    return config.replace(**changes)
+
+
+def build_backbone(config, vocabulary_size):
+    """A freshly initialized student `TIPSBackbone` for `config.model_variant`.
+
+    `"tiny"` is `TINY_ARCHITECTURE`; the released sizes use
+    `keras_tips.variants`, with LayerScale initialized at 1e-5 (DINOv2) for
+    training from scratch. The position-embedding grid matches the global
+    crop (TIPS) or is 32 (TIPSv2).
+
+    Args:
+        config: `PretrainConfig`.
+        vocabulary_size: int, the tokenizer's vocabulary size.
+    """
+    from keras_tips import TIPSBackbone
+    from keras_tips import TIPSTextEncoder
+    from keras_tips import TIPSVisionEncoder
+    from keras_tips import variants
+
+    size = _size_name(config.model_variant)
+    grid = config.global_crop_size // config.patch_size
+    if size == "tiny":
+        arch = TINY_ARCHITECTURE
+        vision = {
+            "hidden_dim": arch["hidden_dim"],
+            "num_layers": arch["num_layers"],
+            "num_heads": arch["num_heads"],
+            "mlp_dim": arch["mlp_dim"],
+            "patch_size": config.patch_size,
+            "position_grid_size": grid,
+        }
+        text = {
+            "hidden_dim": arch["hidden_dim"],
+            "num_layers": arch["text_num_layers"],
+            "num_heads": arch["num_heads"],
+            "mlp_dim": arch["mlp_dim"],
+        }
+    else:
+        position_grid = 32 if config.recipe == "tips_v2" else grid
+        vision = variants.vision_config(size, position_grid_size=position_grid)
+        vision["layer_scale_init"] = 1e-5
+        vision["patch_size"] = config.patch_size
+        text = variants.text_config(size)
+        text.pop("vocabulary_size")
+    # Architecture overrides of the config (custom sizes).
+    for name in ("hidden_dim", "num_layers", "num_heads", "mlp_dim"):
+        value = getattr(config, name, None)
+        if value is not None:
+            vision[name] = value
+            if name != "num_layers":
+                text[name] = value
+    if getattr(config, "text_num_layers", None) is not None:
+        text["num_layers"] = config.text_num_layers
+    vision_encoder = TIPSVisionEncoder(**vision, name="vision_encoder")
+    text_encoder = TIPSTextEncoder(
+        vocabulary_size=int(vocabulary_size), **text, name="text_encoder"
+    )
+    # The backbone's temperature layer is built in float32 even under a
+    # mixed policy (its call mixes the float32 temperature with the
+    # embeddings' dtype, which TensorFlow rejects for bfloat16).
+    policy = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("float32")
+    try:
+        return TIPSBackbone(
+            vision_encoder,
+            text_encoder,
+            temperature=config.contrastive_temperature_init,
+        )
+    finally:
+        keras.config.set_dtype_policy(policy)
+
+
+@keras.saving.register_keras_serializable(package="keras_tips")
+class AdamWWithWeightDecaySchedule(keras.optimizers.AdamW):
+    """AdamW whose weight decay follows a cosine schedule of the step.
+
+    `weight_decay` reads `weight_decay_schedule(iterations, total_steps,
+    weight_decay, final_weight_decay)` (0.04 -> 0.2 in DINOv2), so every
+    backend's AdamW update uses the current value.
+
+    Args:
+        total_steps: int, steps of the schedule.
+        weight_decay: float, weight decay at step 0.
+        final_weight_decay: float, weight decay at `total_steps`.
+        **kwargs: `keras.optimizers.AdamW` arguments.
+    """
+
+    def __init__(
+        self,
+        total_steps,
+        weight_decay=0.04,
+        final_weight_decay=0.2,
+        **kwargs,
+    ):
+        super().__init__(weight_decay=weight_decay, **kwargs)
+        self.total_steps = int(total_steps)
+        self.initial_weight_decay = float(weight_decay)
+        self.final_weight_decay = float(final_weight_decay)
+
+    @property
+    def weight_decay(self):
+        schedule_ready = "final_weight_decay" in self.__dict__
+        iterations = getattr(self, "_iterations", None)
+        if not schedule_ready or iterations is None:
+            return self.__dict__.get("initial_weight_decay", 0.0)
+        return weight_decay_schedule(
+            iterations,
+            self.total_steps,
+            self.initial_weight_decay,
+            self.final_weight_decay,
+        )
+
+    @weight_decay.setter
+    def weight_decay(self, value):
+        # Set by the base constructor; the schedule replaces it.
+        del value
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "total_steps": self.total_steps,
+                "weight_decay": self.initial_weight_decay,
+                "final_weight_decay": self.final_weight_decay,
+            }
+        )
+        return config
+
+
+def build_optimizer(config, pretrainer=None):
+    """AdamW with warm-up + cosine learning rate and cosine weight decay.
+
+    Gradient clipping is done by the pretrainer (on the global gradient,
+    also under `tf.distribute`), so the optimizer itself does not clip.
+    With `pretrainer`, its `no_weight_decay_variables()` (biases, norms,
+    LayerScale, temperature) are excluded from weight decay.
+    """
+    learning_rate = WarmupCosineDecay(
+        config.learning_rate,
+        total_steps=config.total_steps,
+        final_learning_rate=config.final_learning_rate,
+        warmup_steps=config.warmup_steps,
+        warmup_start_learning_rate=config.warmup_start_learning_rate,
+    )
+    optimizer = AdamWWithWeightDecaySchedule(
+        total_steps=config.total_steps,
+        weight_decay=config.weight_decay_start,
+        final_weight_decay=config.weight_decay_end,
+        learning_rate=learning_rate,
+        beta_1=config.adam_beta1,
+        beta_2=config.adam_beta2,
+        epsilon=config.adam_epsilon,
+    )
+    if pretrainer is not None:
+        optimizer.exclude_from_weight_decay(
+            var_list=pretrainer.no_weight_decay_variables()
+        )
+    return optimizer
+
+
+def load_tokenizer(path, sequence_length):
+    """A `keras_tips.TIPSTokenizer` from a SentencePiece model file."""
+    from keras_tips import TIPSTokenizer
+
+    if not path or not os.path.exists(path):
+        raise ValueError(
+            f"Tokenizer model {path!r} not found; pass --tokenizer=<path to "
+            "the SentencePiece .model file>."
+        )
+    return TIPSTokenizer(proto=path, sequence_length=sequence_length)
+
+
+def make_dataset(
+    config,
+    data,
+    tokenizer,
+    start_step=0,
+    global_crop_size=None,
+    shuffle_buffer=10_000,
+    num_parallel_reads=8,
+    stats=None,
+):
+    """The pretraining `tf.data.Dataset` for `config`, from step `start_step`.
+
+    Deterministic for `config.seed`; the first `start_step` batches are
+    skipped, so a resumed run sees the batches an uninterrupted one would.
+    """
+    from training.data import make_pretraining_dataset
+
+    dataset = make_pretraining_dataset(
+        data,
+        tokenizer,
+        batch_size=config.batch_size,
+        global_crop_size=global_crop_size or config.global_crop_size,
+        local_crop_size=config.local_crop_size,
+        num_local_crops=config.num_local_crops,
+        global_crop_scale=config.global_crop_scale,
+        local_crop_scale=config.local_crop_scale,
+        patch_size=config.patch_size,
+        mask_ratio=config.mask_ratio,
+        mask_mode=config.mask_mode,
+        sequence_length=config.text_max_length,
+        synthetic_caption_sampling=(
+            "random" if config.multi_granularity_captions else "first"
+        ),
+        caption_safe_global_crop=config.caption_safe_global_crop,
+        shuffle_buffer=shuffle_buffer,
+        seed=config.seed,
+        num_parallel_reads=num_parallel_reads,
+        stats=stats,
+    )
+    if start_step:
+        dataset = dataset.skip(start_step)
+    return dataset
+
+
+def seed_weight_initialization(seed):
+    """Seeds Keras initializers, Python, NumPy and torch with `seed`.
+
+    Like `keras.utils.set_random_seed` but without `tf.random.set_seed`,
+    which destroys TensorFlow resources created before it (such as a
+    `TIPSTokenizer`'s SentencePiece op, then "Resource ... does not exist"
+    in the input pipeline). The input pipeline seeds its own random ops.
+    """
+    import random
+
+    from keras.src.backend.common import global_state
+    from keras.src.random import seed_generator
+
+    seed = int(seed)
+    global_state.set_global_attribute("global_random_seed", seed)
+    global_state.set_global_attribute(seed_generator.GLOBAL_SEED_GENERATOR, None)
+    random.seed(seed)
+    np.random.seed(seed)
+    if keras.backend.backend() == "torch":
+        import torch
+
+        torch.manual_seed(seed)
+
+
+def _phases(config):
+    """`[(first_step, end_step, global_crop_size)]` of the run."""
+    low_res_end = config.total_steps - config.high_res_steps
+    phases = []
+    if low_res_end > 0:
+        phases.append((0, low_res_end, config.global_crop_size))
+    if config.high_res_steps:
+        phases.append((low_res_end, config.total_steps, config.high_res_crop_size))
+    return phases
+
+
+def _warn_on_config_change(manager, config):
+    latest = manager.latest_complete()
+    if latest is None:
+        return
+    stored = manager.validate(latest[1]).get("extra", {}).get("config")
+    if not stored:
+        return
+    current = config.to_dict()
+    changed = sorted(k for k in current if stored.get(k, current[k]) != current[k])
+    if changed:
+        logger.warning(
+            "Resuming from %s with a different config: %s. The schedules "
+            "follow the new values.",
+            latest[1],
+            ", ".join(f"{k}: {stored[k]!r} -> {current[k]!r}" for k in changed),
+        )
+
+
+def _save_preset_atomically(backbone, tokenizer, preset_dir, image_size=None):
+    from keras_tips import TIPSImageConverter
+
+    temp_dir = f"{preset_dir}.tmp-{os.getpid()}"
+    shutil.rmtree(temp_dir, ignore_errors=True)
+    backbone.save_to_preset(temp_dir)
+    if tokenizer is not None and hasattr(tokenizer, "save_to_preset"):
+        tokenizer.save_to_preset(temp_dir)
+    if image_size:
+        converter = TIPSImageConverter(image_size=(image_size, image_size))
+        converter.save_to_preset(temp_dir)
+    if os.path.exists(preset_dir):
+        shutil.rmtree(preset_dir)
+    os.replace(temp_dir, preset_dir)
+
+
+@dataclasses.dataclass
+class TrainingResult:
+    """What `run_training` did.
+
+    Attributes:
+        step: global steps completed (restored + trained).
+        start_step: the step the run resumed from (0 for a fresh run).
+        pretrainer: the `TIPSPretrainer`.
+        preset_dir: where the final student was saved (None if not saved).
+        history: logs of every step trained in this run (list of dicts).
+    """
+
+    step: int
+    start_step: int
+    pretrainer: object
+    preset_dir: str = None
+    history: list = dataclasses.field(default_factory=list)
+
+
+def run_training(
+    config,
+    output_dir,
+    data=None,
+    tokenizer=None,
+    dataset_fn=None,
+    distribution="none",
+    distribution_options=None,
+    resume=True,
+    checkpoint_every=1000,
+    keep_checkpoints=3,
+    init_preset=None,
+    vocabulary_size=None,
+    callbacks=(),
+    verbose="auto",
+    save_preset=True,
+):
+    """Trains `config` with `fit`, checkpointing to `output_dir`.
+
+    Args:
+        config: `PretrainConfig`.
+        output_dir: str. Checkpoints go to `<output_dir>/checkpoints`, the
+            final preset to `<output_dir>/preset`, the config to
+            `<output_dir>/config.json`.
+        data: glob pattern(s) of TFRecord shards (with `tokenizer`), unless
+            `dataset_fn` is given.
+        tokenizer: a `TIPSTokenizer` (its vocabulary sizes the text encoder).
+        dataset_fn: optional `fn(config, start_step, global_crop_size) ->
+            tf.data.Dataset` replacing the TFRecord pipeline (tests, custom
+            data). It must skip the first `start_step` batches itself.
+        distribution: one of `training.distribution.DISTRIBUTIONS`.
+        distribution_options: dict of `make_distribution` keyword arguments.
+        resume: bool. Restore the newest complete checkpoint if any.
+        checkpoint_every: int. Save every this many steps (0: only at the
+            end and on signals).
+        keep_checkpoints: int. Complete checkpoints kept.
+        init_preset: optional preset to initialize the student from
+            (ignored when resuming from a checkpoint).
+        vocabulary_size: int, the text encoder's vocabulary; defaults to
+            the tokenizer's.
+        callbacks: extra Keras callbacks.
+        verbose: `fit` verbosity.
+        save_preset: bool. Save the final student with `save_to_preset`.
+
+    Returns:
+        `TrainingResult`.
+
+    Raises:
+        NonFiniteLossError: a loss term became NaN / Inf.
+        TrainingInterrupted: SIGTERM / SIGINT (after a checkpoint).
+        CheckpointError: a checkpoint could not be written.
+    """
+    if dataset_fn is None and (data is None or tokenizer is None):
+        raise ValueError(
+            "Pass `data` (TFRecord glob) and `tokenizer`, or a `dataset_fn`."
+        )
+    os.makedirs(output_dir, exist_ok=True)
+    with open(os.path.join(output_dir, "config.json"), "w") as file:
+        file.write(config.to_json(indent=1))
+
+    if config.mixed_precision:
+        keras.config.set_dtype_policy("mixed_bfloat16")
+    setup = distribution_lib.make_distribution(
+        distribution, **(distribution_options or {})
+    )
+    setup.check_batch_size(config.batch_size)
+    seed_weight_initialization(config.seed)
+
+    if vocabulary_size is None and tokenizer is not None:
+        vocabulary_size = tokenizer.vocabulary_size()
+    manager = CheckpointManager(
+        os.path.join(output_dir, "checkpoints"), max_to_keep=keep_checkpoints
+    )
+    with setup.scope():
+        if init_preset:
+            from keras_tips import TIPSBackbone
+
+            backbone = TIPSBackbone.from_preset(init_preset)
+        else:
+            if vocabulary_size is None:
+                raise ValueError(
+                    "Pass `tokenizer` or `vocabulary_size` (to size the text "
+                    "encoder), or `init_preset`."
+                )
+            backbone = build_backbone(config, vocabulary_size)
+        pretrainer = TIPSPretrainer(backbone, config)
+        pretrainer.compile(optimizer=build_optimizer(config, pretrainer))
+        pretrainer.optimizer.build(pretrainer.trainable_variables)
+        start_step = 0
+        if resume:
+            start_step = manager.restore_latest(pretrainer) or 0
+            if start_step:
+                _warn_on_config_change(manager, config)
+        elif manager.checkpoints():
+            raise ValueError(
+                f"{manager.directory} already holds checkpoints; resume "
+                "(--resume) or choose another --output_dir."
+            )
+
+    if dataset_fn is None:
+
+        def dataset_fn(config, start_step, global_crop_size):
+            return make_dataset(
+                config,
+                data,
+                tokenizer,
+                start_step=start_step,
+                global_crop_size=global_crop_size,
+            )
+
+    checkpoint_callback = CheckpointCallback(
+        manager,
+        checkpoint_every,
+        initial_step=start_step,
+        extra={"config": config.to_dict()},
+    )
+    history = LogHistory()
+    step = start_step
+    for first, end, crop_size in _phases(config):
+        if step >= end:
+            continue
+        guard = NonFiniteLossGuard(step, checkpoint_callback)
+        checkpoint_callback.step = step
+        dataset = dataset_fn(config, step - first, crop_size)
+        pretrainer.fit(
+            dataset,
+            epochs=1,
+            steps_per_epoch=end - step,
+            callbacks=[guard, checkpoint_callback, history, *callbacks],
+            verbose=verbose,
+        )
+        step = checkpoint_callback.step
+        if guard.error is not None:
+            raise guard.error
+        if checkpoint_callback.interrupted_by is not None:
+            raise TrainingInterrupted(
+                step,
+                checkpoint_callback.interrupted_by,
+                checkpoint_callback.last_saved_path,
+            )
+    if checkpoint_callback.last_saved_step != step and step > start_step:
+        checkpoint_callback.save()
+
+    preset_dir = None
+    if save_preset:
+        preset_dir = os.path.join(output_dir, "preset")
+        _save_preset_atomically(
+            pretrainer.backbone, tokenizer, preset_dir,
+            image_size=config.global_crop_size,
+        )
+    return TrainingResult(
+        step=step,
+        start_step=start_step,
+        pretrainer=pretrainer,
+        preset_dir=preset_dir,
+        history=history.steps,
+    )
+
+
+# ---------------------------------------------------------------------------
+# Command line.
+
+
+def _define_flags():
+    from absl import flags
+
+    flags.DEFINE_string("config", None, "JSON file of PretrainConfig fields.")
+    flags.DEFINE_enum("recipe", "tips", ["tips", "tips_v2"], "Training recipe.")
+    flags.DEFINE_enum("model", None, list(MODEL_SIZES), "Model size.")
+    flags.DEFINE_multi_string("data", None, "TFRecord glob pattern(s).")
+    flags.DEFINE_string("tokenizer", None, "SentencePiece tokenizer model file.")
+    flags.DEFINE_integer("batch_size", None, "Global batch size.")
+    flags.DEFINE_integer("steps", None, "Total training steps (schedules too).")
+    flags.DEFINE_float("learning_rate", None, "Peak learning rate.")
+    flags.DEFINE_integer("seed", None, "Random seed (weights and data).")
+    flags.DEFINE_bool("mixed_precision", None, "Compute in bfloat16.")
+    flags.DEFINE_multi_string(
+        "override", [], "Config field override, 'field=JSON value'."
+    )
+    flags.DEFINE_enum(
+        "distribution", "none", list(distribution_lib.DISTRIBUTIONS),
+        "How to distribute training.",
+    )
+    flags.DEFINE_string("tpu", None, "TPU name or address (--distribution=tpu).")
+    flags.DEFINE_string("tpu_zone", None, "GCE zone of the TPU.")
+    flags.DEFINE_string("gcp_project", None, "GCP project of the TPU.")
+    flags.DEFINE_integer(
+        "model_parallel_size", None, "Devices on the model axis (model_parallel)."
+    )
+    flags.DEFINE_string("output_dir", None, "Checkpoints and final preset.")
+    flags.DEFINE_bool("resume", True, "Resume from the newest checkpoint.")
+    flags.DEFINE_integer("checkpoint_every", 1000, "Steps between checkpoints.")
+    flags.DEFINE_integer("keep_checkpoints", 3, "Checkpoints kept.")
+    flags.DEFINE_string("init_preset", None, "Initialize the student from a preset.")
+    flags.DEFINE_integer("verbose", 1, "fit verbosity (0, 1: progress bar, 2).")
+    flags.mark_flags_as_required(["data", "tokenizer", "output_dir"])
+    return flags.FLAGS
+
+
+def _parse_overrides(items):
+    overrides = {}
+    for item in items:
+        if "=" not in item:
+            raise ValueError(f"--override expects 'field=value'; received {item!r}.")
+        key, value = item.split("=", 1)
+        try:
+            overrides[key.strip()] = json.loads(value)
+        except ValueError:
+            overrides[key.strip()] = value
+    return overrides
+
+
+def main(argv):
+    del argv
+    from absl import flags
+
+    FLAGS = flags.FLAGS
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    overrides = _parse_overrides(FLAGS.override)
+    for flag, field in (
+        ("batch_size", "batch_size"),
+        ("learning_rate", "learning_rate"),
+        ("seed", "seed"),
+        ("mixed_precision", "mixed_precision"),
+    ):
+        value = getattr(FLAGS, flag)
+        if value is not None:
+            overrides[field] = value
+    config = build_config(
+        recipe=FLAGS.recipe,
+        model=FLAGS.model,
+        config_file=FLAGS.config,
+        overrides=overrides,
+    )
+    if FLAGS.steps is not None:
+        config = with_total_steps(config, FLAGS.steps, overrides)
+    tokenizer = load_tokenizer(FLAGS.tokenizer, config.text_max_length)
+    options = {}
+    if FLAGS.distribution == "tpu":
+        options = {
+            "tpu": FLAGS.tpu,
+            "tpu_zone": FLAGS.tpu_zone,
+            "gcp_project": FLAGS.gcp_project,
+        }
+    elif FLAGS.distribution == "model_parallel":
+        options = {"model_parallel_size": FLAGS.model_parallel_size}
+    try:
+        result = run_training(
+            config,
+            output_dir=FLAGS.output_dir,
+            data=FLAGS.data,
+            tokenizer=tokenizer,
+            distribution=FLAGS.distribution,
+            distribution_options=options,
+            resume=FLAGS.resume,
+            checkpoint_every=FLAGS.checkpoint_every,
+            keep_checkpoints=FLAGS.keep_checkpoints,
+            init_preset=FLAGS.init_preset,
+            verbose=FLAGS.verbose,
+        )
+    except TrainingInterrupted as interrupted:
+        logger.warning("%s", interrupted)
+        sys.exit(128 + interrupted.signum)
+    except NonFiniteLossError as error:
+        logger.error("%s", error)
+        sys.exit(1)
+    logger.info(
+        "Finished at step %d; final student preset: %s",
+        result.step,
+        result.preset_dir,
+    )
+
+
+if __name__ == "__main__":
+    from absl import app
+
+    _define_flags()
+    app.run(main)
