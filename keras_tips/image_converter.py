@@ -4,13 +4,14 @@ import keras
 import numpy as np
 from keras.src.utils.backend_utils import DynamicBackend
 from keras_hub.src.layers.preprocessing.image_converter import ImageConverter
-from keras_hub.src.utils.python_utils import classproperty
 from keras_hub.src.utils.tensor_utils import in_tf_function
 from keras_hub.src.utils.tensor_utils import tf
 
+from keras_tips.preset_mixin import TIPSPresetMixin
+
 
 @keras.saving.register_keras_serializable(package="keras_tips")
-class TIPSImageConverter(ImageConverter):
+class TIPSImageConverter(TIPSPresetMixin, ImageConverter):
     """Convert raw images into TIPS vision encoder inputs.
 
     Steps, in order:
@@ -71,23 +72,6 @@ class TIPSImageConverter(ImageConverter):
     converter(images)  # shape (2, 490, 644, 3)
     ```
     """
-
-    @classproperty
-    def backbone_cls(cls):
-        # Imported lazily: the backbone module does not depend on this one,
-        # and keras-hub only needs the class for preset lookups.
-        from keras_tips.backbone import TIPSBackbone
-
-        return TIPSBackbone
-
-    @classmethod
-    def from_preset(cls, preset, **kwargs):
-        """Loads from a preset directory, a keras-hub handle or a named
-        TIPS preset (downloaded and converted once, see `keras_tips.presets`).
-        """
-        from keras_tips.presets import resolve_preset
-
-        return super().from_preset(resolve_preset(preset), **kwargs)
 
     def __init__(
         self,

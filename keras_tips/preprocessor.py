@@ -2,10 +2,10 @@
 
 import keras
 from keras_hub.src.models.preprocessor import Preprocessor
-from keras_hub.src.utils.python_utils import classproperty
 from keras_hub.src.utils.tensor_utils import preprocessing_function
 
 from keras_tips.image_converter import TIPSImageConverter
+from keras_tips.preset_mixin import TIPSPresetMixin
 from keras_tips.tokenizer import TIPSTokenizer
 
 _TEXT_KEYS = ("prompts", "texts")
@@ -13,7 +13,7 @@ _ALLOWED_KEYS = ("images",) + _TEXT_KEYS
 
 
 @keras.saving.register_keras_serializable(package="keras_tips")
-class TIPSPreprocessor(Preprocessor):
+class TIPSPreprocessor(TIPSPresetMixin, Preprocessor):
     """TIPS preprocessor for images and texts.
 
     Takes a dict with `"images"` and/or texts under `"prompts"` (or its
@@ -70,23 +70,6 @@ class TIPSPreprocessor(Preprocessor):
 
     tokenizer_cls = TIPSTokenizer
     image_converter_cls = TIPSImageConverter
-
-    @classproperty
-    def backbone_cls(cls):
-        # Imported lazily: the backbone module does not depend on this one,
-        # and keras-hub only needs the class for preset lookups.
-        from keras_tips.backbone import TIPSBackbone
-
-        return TIPSBackbone
-
-    @classmethod
-    def from_preset(cls, preset, **kwargs):
-        """Loads from a preset directory, a keras-hub handle or a named
-        TIPS preset (downloaded and converted once, see `keras_tips.presets`).
-        """
-        from keras_tips.presets import resolve_preset
-
-        return super().from_preset(resolve_preset(preset), **kwargs)
 
     def __init__(
         self,

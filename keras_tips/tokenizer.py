@@ -5,14 +5,15 @@ import numpy as np
 from keras_hub.src.tokenizers.sentence_piece_tokenizer import (
     SentencePieceTokenizer,
 )
-from keras_hub.src.utils.python_utils import classproperty
 from keras_hub.src.utils.tensor_utils import is_int_dtype
 from keras_hub.src.utils.tensor_utils import preprocessing_function
 from keras_hub.src.utils.tensor_utils import tf
 
+from keras_tips.preset_mixin import TIPSPresetMixin
+
 
 @keras.saving.register_keras_serializable(package="keras_tips")
-class TIPSTokenizer(SentencePieceTokenizer):
+class TIPSTokenizer(TIPSPresetMixin, SentencePieceTokenizer):
     """TIPS text tokenizer: lowercase, SentencePiece, pad/truncate.
 
     Reproduces the tokenizer of the official TIPS code
@@ -76,23 +77,6 @@ class TIPSTokenizer(SentencePieceTokenizer):
 
     # The official code pads with a literal `0`, whatever piece it names.
     pad_token_id = 0
-
-    @classproperty
-    def backbone_cls(cls):
-        # Imported lazily: the backbone module does not depend on this one,
-        # and keras-hub only needs the class for preset lookups.
-        from keras_tips.backbone import TIPSBackbone
-
-        return TIPSBackbone
-
-    @classmethod
-    def from_preset(cls, preset, **kwargs):
-        """Loads from a preset directory, a keras-hub handle or a named
-        TIPS preset (downloaded and converted once, see `keras_tips.presets`).
-        """
-        from keras_tips.presets import resolve_preset
-
-        return super().from_preset(resolve_preset(preset), **kwargs)
 
     def __init__(
         self,

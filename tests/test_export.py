@@ -85,25 +85,6 @@ TEXTS = [
 ]
 
 
-@pytest.fixture(scope="session")
-def tiny_preset(parity_dir, tokenizer_model, tmp_path_factory):
-    """A tiny random-weight preset (56 px) from the parity fixtures."""
-    from keras_tips.convert import convert_to_preset
-
-    path = tmp_path_factory.getbasetemp() / "tiny_tips_preset"
-    if not (path / "config.json").exists():
-        convert_to_preset(
-            parity_dir / "vit_mlp_vision.npz",
-            parity_dir / "text_small_text.npz",
-            tokenizer_model,
-            path,
-            num_heads=4,
-            image_size=56,
-            overwrite=True,
-        )
-    return str(path)
-
-
 def _sentencepiece_ops_library():
     import importlib.util
 

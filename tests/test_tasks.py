@@ -40,25 +40,6 @@ def slow_on_jax(test):
 TEMPLATES = ("a photo of a {}.", "art of the {}.")
 
 
-@pytest.fixture(scope="session")
-def tiny_preset(parity_dir, tokenizer_model, tmp_path_factory):
-    """A tiny random-weight preset (56 px) from the parity fixtures."""
-    from keras_tips.convert import convert_to_preset
-
-    path = tmp_path_factory.getbasetemp() / "tiny_tips_preset"
-    if not (path / "config.json").exists():
-        convert_to_preset(
-            parity_dir / "vit_mlp_vision.npz",
-            parity_dir / "text_small_text.npz",
-            tokenizer_model,
-            path,
-            num_heads=4,
-            image_size=56,
-            overwrite=True,
-        )
-    return str(path)
-
-
 @pytest.fixture(scope="module")
 def backbone(tiny_preset):
     return keras_tips.TIPSBackbone.from_preset(tiny_preset)
