@@ -15,6 +15,7 @@ import dataclasses
 import numpy as np
 from keras import ops
 
+from keras_tips.layers.position_embedding import antialiased_bilinear_weights
 from keras_tips.tasks.retrieval import recall_at_k
 from keras_tips.tasks.zero_shot import class_text_embeddings
 from training.data import make_eval_dataset
@@ -124,12 +125,14 @@ def retrieval_recall(features):
 
 
 def _upsample_logits(logits, size):
-    """Bilinear resize of `(N, h, w, C)` logits to `size`."""
-    resized = ops.image.resize(
-        ops.convert_to_tensor(logits.astype("float32")), size,
-        interpolation="bilinear", antialias=False,
-    )
-    return ops.convert_to_numpy(resized)
+    """Bilinear resize of `(N, h, w, C)` logits to `size`, in NumPy.
+
+    Uses the same resampling matrices on every backend (half-pixel centres,
+    edge clamping), so metrics do not depend on the Keras backend.
+    """
+    rows = ops.convert_to_numpy(antialiased_bilinear_weights(size[0], logits.shape[1]))
+    cols = ops.convert_to_numpy(antialiased_bilinear_weights(size[1], logits.shape[2]))
+    return np.einsum("Hh,nhwc,Ww->nHWc", rows, logits.astype("float32"), cols)
 
 
 def mean_iou(predictions, targets, num_classes):
@@ -177,7 +180,9 @@ def patch_labels(segmentation, grid):
 def fit_softmax_probe(x, y, num_classes, steps=300, learning_rate=0.5,
                       l2=1e-4):
     """Multinomial logistic regression by full-batch gradient descent."""
-    mean, std = x.mean(0), x.std(0) + 1e-6
+    mean, std = x.mean(0), x.std(0)
+    # Near-constant channels are not blown up into noise by standardizing.
+    std = np.maximum(std, 1e-2 * std.max() + 1e-8)
     x = (x - mean) / std
     weights = np.zeros((x.shape[1], num_classes), "float64")
     bias = np.zeros(num_classes, "float64")
