@@ -11,10 +11,9 @@ from keras_tips.backbone import TIPSBackbone
 from keras_tips.preprocessor import TIPSPreprocessor
 from keras_tips.tasks.zero_shot import TCL_PROMPT_TEMPLATES
 from keras_tips.tasks.zero_shot import ClassEmbeddingSimilarity
+from keras_tips.tasks.zero_shot import ClassEmbeddingTaskMixin
 from keras_tips.tasks.zero_shot import check_class_names
 from keras_tips.tasks.zero_shot import check_prompt_templates
-from keras_tips.tasks.zero_shot import class_text_embeddings
-from keras_tips.tasks.zero_shot import restoring_without_vocabulary
 
 
 def to_unit_images(images, name="images"):
@@ -89,7 +88,7 @@ def sliding_windows(height, width, window_size, stride):
 
 
 @keras.saving.register_keras_serializable(package="keras_tips")
-class TIPSZeroShotSegmenter(Task):
+class TIPSZeroShotSegmenter(ClassEmbeddingTaskMixin, Task):
     """Zero-shot semantic segmentation: dense TIPS features vs. class texts.
 
     Follows the official TIPS zero-shot segmentation evaluation. Patch
@@ -170,24 +169,10 @@ class TIPSZeroShotSegmenter(Task):
         self.prompt_templates = prompt_templates
         self.patch_size = vision_encoder.patch_size
 
-        tokenizer = getattr(preprocessor, "tokenizer", None)
-        if class_embeddings is None and restoring_without_vocabulary(
-            tokenizer
-        ):
-            # Rebuilt from a config (e.g. `keras.saving.load_model`): the
-            # tokenizer's vocabulary and the class embeddings are restored
-            # with the saved assets and weights.
-            return
-        if class_embeddings is None:
-            class_embeddings = class_text_embeddings(
-                backbone, tokenizer, class_names, prompt_templates
-            )
-        self.class_similarity.set_class_embeddings(class_embeddings)
-
-    @property
-    def class_embeddings(self):
-        """The `(num_classes, D)` unit class text embeddings (NumPy)."""
-        return ops.convert_to_numpy(self.class_similarity.class_embeddings)
+        self._init_class_embeddings(
+            backbone, preprocessor, class_names, prompt_templates,
+            class_embeddings,
+        )
 
     def preprocess_samples(self, x, y=None, sample_weight=None):
         if isinstance(x, dict):

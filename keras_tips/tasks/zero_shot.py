@@ -242,8 +242,35 @@ class ZeroShotLogits(keras.layers.Layer):
         return config
 
 
+class ClassEmbeddingTaskMixin:
+    """Class text embeddings of a task holding a `class_similarity` layer."""
+
+    def _init_class_embeddings(
+        self, backbone, preprocessor, class_names, prompt_templates,
+        class_embeddings,
+    ):
+        tokenizer = getattr(preprocessor, "tokenizer", None)
+        if class_embeddings is None and restoring_without_vocabulary(
+            tokenizer
+        ):
+            # Rebuilt from a config (e.g. `keras.saving.load_model`): the
+            # tokenizer's vocabulary and the class embeddings are restored
+            # with the saved assets and weights.
+            return
+        if class_embeddings is None:
+            class_embeddings = class_text_embeddings(
+                backbone, tokenizer, class_names, prompt_templates
+            )
+        self.class_similarity.set_class_embeddings(class_embeddings)
+
+    @property
+    def class_embeddings(self):
+        """The `(num_classes, D)` unit class text embeddings (NumPy)."""
+        return ops.convert_to_numpy(self.class_similarity.class_embeddings)
+
+
 @keras.saving.register_keras_serializable(package="keras_tips")
-class TIPSZeroShotClassifier(Task):
+class TIPSZeroShotClassifier(ClassEmbeddingTaskMixin, Task):
     """Zero-shot image classifier: TIPS image embeddings vs. class prompts.
 
     Each class name is put into prompt templates, embedded by the text
@@ -328,24 +355,10 @@ class TIPSZeroShotClassifier(Task):
         self.prompt_templates = prompt_templates
         self.cls_token = cls_token
 
-        tokenizer = getattr(preprocessor, "tokenizer", None)
-        if class_embeddings is None and restoring_without_vocabulary(
-            tokenizer
-        ):
-            # Rebuilt from a config (e.g. `keras.saving.load_model`): the
-            # tokenizer's vocabulary and the class embeddings are restored
-            # with the saved assets and weights.
-            return
-        if class_embeddings is None:
-            class_embeddings = class_text_embeddings(
-                backbone, tokenizer, class_names, prompt_templates
-            )
-        self.class_similarity.set_class_embeddings(class_embeddings)
-
-    @property
-    def class_embeddings(self):
-        """The `(num_classes, D)` unit class text embeddings (NumPy)."""
-        return ops.convert_to_numpy(self.class_similarity.class_embeddings)
+        self._init_class_embeddings(
+            backbone, preprocessor, class_names, prompt_templates,
+            class_embeddings,
+        )
 
     def preprocess_samples(self, x, y=None, sample_weight=None):
         # Images may come bare or under "images"; the model takes a tensor.
