@@ -91,10 +91,14 @@ def _check_output(path, suffix):
 
 
 def _load(preset, need_tokenizer=False, image_size=None):
-    """Backbone, tokenizer and image converter of `--preset`."""
+    """Backbone, tokenizer and image converter of `--preset`.
+
+    `image_size` (`--image-size`, checked here) replaces the converter's.
+    """
     from keras_tips.export import load_preset_components
     from keras_tips.image_converter import TIPSImageConverter
 
+    _check_image_size(image_size)
     if not isinstance(preset, str) or not preset:
         raise CommandError("--preset is empty")
     try:
@@ -116,6 +120,12 @@ def _check_image_size(value):
             f"--image-size must be a positive multiple of 14; got {value}"
         )
     return value
+
+
+def _check_images_exist(paths):
+    for path in paths:
+        if not os.path.isfile(path):
+            raise CommandError(f"image not found: {path}")
 
 
 def _labels(args):
@@ -151,10 +161,20 @@ def _templates(args, default):
     }[name]
 
 
-def _preprocessor(tokenizer, converter):
-    from keras_tips.preprocessor import TIPSPreprocessor
+def _zero_shot_task(task_class, args, default_templates, backbone, tokenizer,
+                    labels, **kwargs):
+    """A zero-shot task on `labels`, with the prompts of `--template(s)`."""
+    from keras_tips.tasks.zero_shot import class_text_embeddings
 
-    return TIPSPreprocessor(tokenizer=tokenizer, image_converter=converter)
+    templates = _templates(args, default_templates)
+    try:
+        embeddings = class_text_embeddings(
+            backbone, tokenizer, labels, templates
+        )
+    except (TypeError, ValueError) as error:
+        raise CommandError(_one_line(error))
+    return task_class(backbone, labels, prompt_templates=templates,
+                      class_embeddings=embeddings, **kwargs)
 
 
 def _convert_images(converter, paths, progress=None):
@@ -265,7 +285,6 @@ def run_embed(args):
         raise CommandError(
             f"--batch-size must be positive; got {args.batch_size}"
         )
-    _check_image_size(args.image_size)
     backbone, tokenizer, converter = _load(
         args.preset, need_tokenizer=bool(texts), image_size=args.image_size
     )
@@ -287,9 +306,7 @@ def run_embed(args):
             progress.update(len(batch))
         progress.close()
     else:
-        for path in args.images:
-            if not os.path.isfile(path):
-                raise CommandError(f"image not found: {path}")
+        _check_images_exist(args.images)
         progress = _progress(len(args.images), "embedding images")
         for batch in _batches(args.images, args.batch_size):
             images = _convert_images(converter, batch)
@@ -322,23 +339,14 @@ def run_classify(args):
         _check_output(args.output, ".json")
     if args.top_k < 1:
         raise CommandError(f"--top-k must be positive; got {args.top_k}")
-    for path in args.images:
-        if not os.path.isfile(path):
-            raise CommandError(f"image not found: {path}")
+    _check_images_exist(args.images)
     labels = _labels(args)
-    _check_image_size(args.image_size)
     backbone, tokenizer, converter = _load(
         args.preset, need_tokenizer=True, image_size=args.image_size
     )
-    classifier = TIPSZeroShotClassifier(
-        backbone,
-        labels,
-        preprocessor=None,
-        prompt_templates=_templates(args, "imagenet"),
+    classifier = _zero_shot_task(
+        TIPSZeroShotClassifier, args, "imagenet", backbone, tokenizer, labels,
         cls_token=args.cls,
-        class_embeddings=_class_embeddings(
-            backbone, tokenizer, labels, _templates(args, "imagenet")
-        ),
     )
     results = []
     progress = _progress(len(args.images), "classifying")
@@ -370,15 +378,6 @@ def run_classify(args):
     return 0
 
 
-def _class_embeddings(backbone, tokenizer, labels, templates):
-    from keras_tips.tasks.zero_shot import class_text_embeddings
-
-    try:
-        return class_text_embeddings(backbone, tokenizer, labels, templates)
-    except (TypeError, ValueError) as error:
-        raise CommandError(_one_line(error))
-
-
 def run_segment(args):
     import numpy as np
 
@@ -402,14 +401,8 @@ def run_segment(args):
     ):
         if value is not None and value < 1:
             raise CommandError(f"{option} must be positive; got {value}")
-    templates = _templates(args, "tcl")
-    segmenter = TIPSZeroShotSegmenter(
-        backbone,
-        labels,
-        prompt_templates=templates,
-        class_embeddings=_class_embeddings(
-            backbone, tokenizer, labels, templates
-        ),
+    segmenter = _zero_shot_task(
+        TIPSZeroShotSegmenter, args, "tcl", backbone, tokenizer, labels
     )
     progress = _progress(None, "segmenting")
 
@@ -461,10 +454,7 @@ def run_pca(args):
     from keras_tips.visualization import pca_images
 
     _check_output(args.output, ".png")
-    for path in args.images:
-        if not os.path.isfile(path):
-            raise CommandError(f"image not found: {path}")
-    _check_image_size(args.image_size)
+    _check_images_exist(args.images)
     backbone, _, converter = _load(args.preset, image_size=args.image_size)
     height, width = (int(s) for s in converter.image_size)
     progress = _progress(len(args.images), "encoding")
@@ -556,12 +546,31 @@ def _wrap(text):
     return textwrap.fill(" ".join(text.split()), width=78)
 
 
-def _add_preset(parser):
-    parser.add_argument(
-        "--preset",
-        default=os.environ.get("KERAS_TIPS_PRESET", DEFAULT_PRESET),
-        help="named preset (see keras_tips.list_presets()) or preset folder",
+def _add_command(commands, name, handler, help, description, epilog,
+                 preset=True):
+    """A subcommand's parser, with `--preset` unless `preset=False`."""
+    parser = commands.add_parser(
+        name, formatter_class=_Formatter, help=help,
+        description=_wrap(description), epilog=epilog,
     )
+    parser.set_defaults(handler=handler)
+    if preset:
+        parser.add_argument(
+            "--preset",
+            default=os.environ.get("KERAS_TIPS_PRESET", DEFAULT_PRESET),
+            help="named preset (see keras_tips.list_presets()) or preset "
+                 "folder",
+        )
+    return parser
+
+
+def _add_image_files(parser):
+    parser.add_argument("images", nargs="+", metavar="IMAGE",
+                        help="image files (JPEG, PNG, ...)")
+
+
+def _add_image_size(parser, help=None):
+    parser.add_argument("--image-size", type=int, default=None, help=help)
 
 
 def _add_labels(parser):
@@ -595,10 +604,10 @@ def build_parser():
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     commands.required = True
 
-    convert = commands.add_parser(
-        "convert", formatter_class=_Formatter,
+    convert = _add_command(
+        commands, "convert", run_convert, preset=False,
         help="official checkpoint files -> preset folder",
-        description=_wrap(
+        description=(
             "Convert official TIPS .npz checkpoints and tokenizer into a "
             "keras-hub preset folder, or download and convert a named preset."
         ),
@@ -619,16 +628,14 @@ def build_parser():
                          "for a named preset: the keras-tips cache)")
     convert.add_argument("--num-heads", type=int, default=None,
                          help="attention heads, for non-released widths")
-    convert.add_argument("--image-size", type=int, default=None,
-                         help="image size of the preset's converter (448)")
+    _add_image_size(convert, "image size of the preset's converter (448)")
     convert.add_argument("--overwrite", action="store_true",
                          help="replace an existing output folder")
-    convert.set_defaults(handler=run_convert)
 
-    embed = commands.add_parser(
-        "embed", formatter_class=_Formatter,
+    embed = _add_command(
+        commands, "embed", run_embed,
         help="images or texts -> .npy embeddings",
-        description=_wrap(
+        description=(
             "Embed images (class-token or patch embeddings) or texts and "
             "save them as a .npy array, in input order."
         ),
@@ -639,7 +646,6 @@ def build_parser():
             "--output texts.npy"
         ),
     )
-    _add_preset(embed)
     embed.add_argument("--images", nargs="+", metavar="IMAGE",
                        help="image files to embed")
     embed.add_argument("--texts", nargs="+", metavar="TEXT",
@@ -654,15 +660,13 @@ def build_parser():
     )
     embed.add_argument("--normalize", action="store_true",
                        help="L2-normalise the embeddings")
-    embed.add_argument("--image-size", type=int, default=None,
-                       help="resize images to this size (default: preset's)")
+    _add_image_size(embed, "resize images to this size (default: preset's)")
     embed.add_argument("--batch-size", type=int, default=8)
-    embed.set_defaults(handler=run_embed)
 
-    classify = commands.add_parser(
-        "classify", formatter_class=_Formatter,
+    classify = _add_command(
+        commands, "classify", run_classify,
         help="zero-shot image classification",
-        description=_wrap(
+        description=(
             "Rank the given labels for each image (zero-shot: the labels are "
             "embedded through prompt templates)."
         ),
@@ -671,22 +675,19 @@ def build_parser():
             "  keras-tips classify cat.jpg --labels cat dog car --top-k 2"
         ),
     )
-    _add_preset(classify)
-    classify.add_argument("images", nargs="+", metavar="IMAGE",
-                          help="image files (JPEG, PNG, ...)")
+    _add_image_files(classify)
     _add_labels(classify)
     classify.add_argument("--cls", choices=("first", "second", "both"),
                           default="first",
                           help="class token compared with the labels")
     classify.add_argument("--top-k", type=int, default=5)
-    classify.add_argument("--image-size", type=int, default=None)
+    _add_image_size(classify)
     classify.add_argument("--output", help="also write the results as JSON")
-    classify.set_defaults(handler=run_classify)
 
-    segment = commands.add_parser(
-        "segment", formatter_class=_Formatter,
+    segment = _add_command(
+        commands, "segment", run_segment,
         help="zero-shot segmentation -> coloured mask PNG",
-        description=_wrap(
+        description=(
             "Label every pixel of an image with one of the given labels "
             "(zero-shot, sliding windows as the official evaluation) and "
             "write a coloured mask PNG of the image's size. Prints the "
@@ -698,7 +699,6 @@ def build_parser():
             "person --output mask.png"
         ),
     )
-    _add_preset(segment)
     segment.add_argument("image", metavar="IMAGE",
                          help="image file (JPEG, PNG, ...), any size")
     _add_labels(segment)
@@ -718,12 +718,11 @@ def build_parser():
                          help="sliding-window step (default: 3/4 window)")
     segment.add_argument("--whole", action="store_true",
                          help="one pass over the whole image, no windows")
-    segment.set_defaults(handler=run_segment)
 
-    pca = commands.add_parser(
-        "pca", formatter_class=_Formatter,
+    pca = _add_command(
+        commands, "pca", run_pca,
         help="PCA picture of patch embeddings -> PNG",
-        description=_wrap(
+        description=(
             "Colour the patch embeddings of the images by their first three "
             "principal components (one PCA over all images, so colours "
             "agree) and write one PNG: a row per image, the image and its "
@@ -731,22 +730,18 @@ def build_parser():
         ),
         epilog="example:\n  keras-tips pca a.jpg b.jpg --output pca.png",
     )
-    _add_preset(pca)
-    pca.add_argument("images", nargs="+", metavar="IMAGE",
-                     help="image files (JPEG, PNG, ...)")
+    _add_image_files(pca)
     pca.add_argument("--output", required=True, help="PNG to write")
-    pca.add_argument("--image-size", type=int, default=None,
-                     help="model input size (default: the preset's)")
+    _add_image_size(pca, "model input size (default: the preset's)")
     pca.add_argument("--pca-only", action="store_true",
                      help="leave out the input images")
     pca.add_argument("--scale", type=int, default=1,
                      help="enlarge the sheet by this integer factor")
-    pca.set_defaults(handler=run_pca)
 
-    export = commands.add_parser(
-        "export", formatter_class=_Formatter,
+    export = _add_command(
+        commands, "export", run_export,
         help="TensorFlow SavedModel for serving",
-        description=_wrap(
+        description=(
             "Export the preset as a TensorFlow SavedModel with signatures "
             "embed_images, embed_image_bytes, embed_texts and "
             "embed_token_ids (see keras_tips.export). Runs on the jax and "
@@ -755,12 +750,9 @@ def build_parser():
         ),
         epilog="example:\n  keras-tips export --output tips_saved_model",
     )
-    _add_preset(export)
     export.add_argument("--output", required=True, help="folder to write")
-    export.add_argument("--image-size", type=int, default=None,
-                        help="size of embed_image_bytes (default: preset's)")
+    _add_image_size(export, "size of embed_image_bytes (default: preset's)")
     export.add_argument("--overwrite", action="store_true")
-    export.set_defaults(handler=run_export)
     return parser
 
 

@@ -15,10 +15,9 @@ import math
 import keras
 import numpy as np
 from keras import ops
-from keras_hub.models import Task
 
-from keras_tips.backbone import TIPSBackbone
-from keras_tips.preprocessor import TIPSPreprocessor
+from keras_tips.tasks._tips_task import TIPSImageTask
+from keras_tips.tasks._tips_task import check_backbone
 
 DENSE_TASKS = ("segmentation", "depth", "normals")
 PROBE_TASKS = ("segmentation", "depth")
@@ -639,15 +638,6 @@ def _check_image_size(image_size):
     return image_size
 
 
-def _vision_encoder_of(backbone):
-    if not isinstance(backbone, TIPSBackbone):
-        raise TypeError(
-            "`backbone` must be a keras_tips.TIPSBackbone. Received: "
-            f"{type(backbone).__name__}"
-        )
-    return backbone.vision_encoder
-
-
 def _check_task(task, choices, num_classes):
     if task not in choices:
         raise ValueError(f"`task` must be one of {choices}. Received: {task!r}")
@@ -661,6 +651,13 @@ def _check_task(task, choices, num_classes):
                 "Segmentation needs `num_classes`, a positive int. Received: "
                 f"num_classes={num_classes!r}"
             )
+
+
+def _check_dense_arguments(backbone, task, choices, num_classes, image_size):
+    """The vision encoder and `(height, width)`, after checking the inputs."""
+    vision_encoder = check_backbone(backbone).vision_encoder
+    _check_task(task, choices, num_classes)
+    return vision_encoder, _check_image_size(image_size)
 
 
 def _task_outputs(task, head_outputs, image_size, min_depth, max_depth):
@@ -691,11 +688,42 @@ def _default_compile_arguments(task):
     return keras.losses.CosineSimilarity(axis=-1), []
 
 
-class _DenseTask(Task):
-    """Shared plumbing of the dense tasks (compile defaults, inputs)."""
+class _DenseTask(TIPSImageTask):
+    """Shared plumbing of the dense tasks: the read-out config and compiling.
 
-    backbone_cls = TIPSBackbone
-    preprocessor_cls = TIPSPreprocessor
+    Subclasses build the functional model from `images` to the task
+    read-out (`_task_outputs`) and pass both here with the read-out
+    arguments; the model is compiled with the task defaults unless
+    `compile=False`.
+    """
+
+    def __init__(
+        self,
+        images,
+        outputs,
+        *,
+        task,
+        num_classes,
+        image_size,
+        num_depth_bins,
+        min_depth,
+        max_depth,
+        **kwargs,
+    ):
+        compile_now = kwargs.pop("compile", True)
+        super().__init__(
+            inputs=images, outputs=outputs, compile=False, **kwargs
+        )
+
+        # === Config ===
+        self.task = task
+        self.num_classes = num_classes
+        self.image_size = image_size
+        self.num_depth_bins = num_depth_bins
+        self.min_depth = min_depth
+        self.max_depth = max_depth
+        if compile_now:
+            self.compile()
 
     def compile(self, optimizer="auto", loss="auto", *, metrics="auto",
                 **kwargs):
@@ -715,21 +743,19 @@ class _DenseTask(Task):
         super().compile(optimizer=optimizer, loss=loss, metrics=metrics,
                         **kwargs)
 
-    def preprocess_samples(self, x, y=None, sample_weight=None):
-        if isinstance(x, dict):
-            x = x["images"]
-        if self.preprocessor is not None:
-            x = self.preprocessor({"images": x})["images"]
-        return keras.utils.pack_x_y_sample_weight(x, y, sample_weight)
-
-    @classmethod
-    def from_preset(cls, preset, load_weights=True, **kwargs):
-        """Builds the task on a TIPS preset's backbone (name or directory)."""
-        from keras_tips.presets import resolve_preset
-
-        return super().from_preset(
-            resolve_preset(preset), load_weights=load_weights, **kwargs
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "task": self.task,
+                "num_classes": self.num_classes,
+                "image_size": list(self.image_size),
+                "num_depth_bins": self.num_depth_bins,
+                "min_depth": self.min_depth,
+                "max_depth": self.max_depth,
+            }
         )
+        return config
 
 
 @keras.saving.register_keras_serializable(package="keras_tips")
@@ -791,9 +817,9 @@ class TIPSDensePredictor(_DenseTask):
         preprocessor=None,
         **kwargs,
     ):
-        vision_encoder = _vision_encoder_of(backbone)
-        _check_task(task, DENSE_TASKS, num_classes)
-        image_size = _check_image_size(image_size)
+        vision_encoder, image_size = _check_dense_arguments(
+            backbone, task, DENSE_TASKS, num_classes, image_size
+        )
         if layer_indices is None:
             layer_indices = default_layer_indices(len(vision_encoder.blocks))
         layer_indices = [int(i) for i in layer_indices]
@@ -829,40 +855,27 @@ class TIPSDensePredictor(_DenseTask):
         outputs = _task_outputs(
             task, self.decoder(features), image_size, min_depth, max_depth
         )
-        compile_now = kwargs.pop("compile", True)
         super().__init__(
-            inputs=images, outputs=outputs, compile=False, **kwargs
+            images, outputs, task=task, num_classes=num_classes,
+            image_size=image_size, num_depth_bins=num_depth_bins,
+            min_depth=min_depth, max_depth=max_depth, **kwargs,
         )
 
         # === Config ===
-        self.task = task
-        self.num_classes = num_classes
-        self.image_size = image_size
         self.layer_indices = layer_indices
         self.channels = channels
         self.post_process_channels = self.decoder.post_process_channels
         self.readout_type = readout_type
-        self.num_depth_bins = num_depth_bins
-        self.min_depth = min_depth
-        self.max_depth = max_depth
         self.freeze_backbone = freeze_backbone
-        if compile_now:
-            self.compile()
 
     def get_config(self):
         config = super().get_config()
         config.update(
             {
-                "task": self.task,
-                "num_classes": self.num_classes,
-                "image_size": list(self.image_size),
                 "layer_indices": self.layer_indices,
                 "channels": self.channels,
                 "post_process_channels": list(self.post_process_channels),
                 "readout_type": self.readout_type,
-                "num_depth_bins": self.num_depth_bins,
-                "min_depth": self.min_depth,
-                "max_depth": self.max_depth,
                 "freeze_backbone": self.freeze_backbone,
             }
         )
@@ -912,9 +925,9 @@ class TIPSLinearProbe(_DenseTask):
         preprocessor=None,
         **kwargs,
     ):
-        vision_encoder = _vision_encoder_of(backbone)
-        _check_task(task, PROBE_TASKS, num_classes)
-        image_size = _check_image_size(image_size)
+        vision_encoder, image_size = _check_dense_arguments(
+            backbone, task, PROBE_TASKS, num_classes, image_size
+        )
         out_channels = num_classes if task == "segmentation" else num_depth_bins
         vision_encoder.trainable = False
         # === Layers ===
@@ -935,33 +948,16 @@ class TIPSLinearProbe(_DenseTask):
         outputs = _task_outputs(
             task, self.classifier(patches), image_size, min_depth, max_depth
         )
-        compile_now = kwargs.pop("compile", True)
         super().__init__(
-            inputs=images, outputs=outputs, compile=False, **kwargs
+            images, outputs, task=task, num_classes=num_classes,
+            image_size=image_size, num_depth_bins=num_depth_bins,
+            min_depth=min_depth, max_depth=max_depth, **kwargs,
         )
 
         # === Config ===
-        self.task = task
-        self.num_classes = num_classes
-        self.image_size = image_size
         self.use_batch_norm = use_batch_norm
-        self.num_depth_bins = num_depth_bins
-        self.min_depth = min_depth
-        self.max_depth = max_depth
-        if compile_now:
-            self.compile()
 
     def get_config(self):
         config = super().get_config()
-        config.update(
-            {
-                "task": self.task,
-                "num_classes": self.num_classes,
-                "image_size": list(self.image_size),
-                "use_batch_norm": self.use_batch_norm,
-                "num_depth_bins": self.num_depth_bins,
-                "min_depth": self.min_depth,
-                "max_depth": self.max_depth,
-            }
-        )
+        config.update({"use_batch_norm": self.use_batch_norm})
         return config

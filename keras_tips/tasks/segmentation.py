@@ -5,15 +5,10 @@ import math
 import keras
 import numpy as np
 from keras import ops
-from keras_hub.models import Task
 
-from keras_tips.backbone import TIPSBackbone
-from keras_tips.preprocessor import TIPSPreprocessor
+from keras_tips.tasks._tips_task import TIPSImageTask
 from keras_tips.tasks.zero_shot import TCL_PROMPT_TEMPLATES
-from keras_tips.tasks.zero_shot import ClassEmbeddingSimilarity
 from keras_tips.tasks.zero_shot import ClassEmbeddingTaskMixin
-from keras_tips.tasks.zero_shot import check_class_names
-from keras_tips.tasks.zero_shot import check_prompt_templates
 
 
 def to_unit_images(images, name="images"):
@@ -88,7 +83,7 @@ def sliding_windows(height, width, window_size, stride):
 
 
 @keras.saving.register_keras_serializable(package="keras_tips")
-class TIPSZeroShotSegmenter(ClassEmbeddingTaskMixin, Task):
+class TIPSZeroShotSegmenter(ClassEmbeddingTaskMixin, TIPSImageTask):
     """Zero-shot semantic segmentation: dense TIPS features vs. class texts.
 
     Follows the official TIPS zero-shot segmentation evaluation. Patch
@@ -129,9 +124,6 @@ class TIPSZeroShotSegmenter(ClassEmbeddingTaskMixin, Task):
     ```
     """
 
-    backbone_cls = TIPSBackbone
-    preprocessor_cls = TIPSPreprocessor
-
     def __init__(
         self,
         backbone,
@@ -141,18 +133,9 @@ class TIPSZeroShotSegmenter(ClassEmbeddingTaskMixin, Task):
         class_embeddings=None,
         **kwargs,
     ):
-        if not isinstance(backbone, TIPSBackbone):
-            raise TypeError(
-                "`backbone` must be a keras_tips.TIPSBackbone. Received: "
-                f"{type(backbone).__name__}"
-            )
-        class_names = check_class_names(class_names)
-        prompt_templates = check_prompt_templates(prompt_templates)
         # === Layers ===
-        self.backbone = backbone
-        self.preprocessor = preprocessor
-        self.class_similarity = ClassEmbeddingSimilarity(
-            len(class_names), backbone.hidden_dim, name="class_similarity"
+        class_names, prompt_templates = self._init_class_similarity(
+            backbone, preprocessor, class_names, prompt_templates
         )
 
         # === Functional model ===
@@ -165,16 +148,14 @@ class TIPSZeroShotSegmenter(ClassEmbeddingTaskMixin, Task):
         super().__init__(inputs=images, outputs=similarities, **kwargs)
 
         # === Config ===
-        self.class_names = class_names
-        self.prompt_templates = prompt_templates
         self.patch_size = vision_encoder.patch_size
-
         self._init_class_embeddings(
-            backbone, preprocessor, class_names, prompt_templates,
-            class_embeddings,
+            class_names, prompt_templates, class_embeddings
         )
 
     def preprocess_samples(self, x, y=None, sample_weight=None):
+        # No image converter: `segment()` feeds windows of their own size
+        # through `predict_on_batch`.
         if isinstance(x, dict):
             x = x["images"]
         return keras.utils.pack_x_y_sample_weight(x, y, sample_weight)
@@ -308,26 +289,3 @@ class TIPSZeroShotSegmenter(ClassEmbeddingTaskMixin, Task):
         """
         probabilities = self.segment(images, **kwargs)
         return np.argmax(probabilities, axis=-1).astype("int32")
-
-    def get_config(self):
-        config = super().get_config()
-        config.update(
-            {
-                "class_names": self.class_names,
-                "prompt_templates": list(self.prompt_templates),
-            }
-        )
-        return config
-
-    @classmethod
-    def from_preset(cls, preset, load_weights=True, **kwargs):
-        """Builds the segmenter from a TIPS preset; pass `class_names=`."""
-        from keras_tips.presets import resolve_preset
-
-        if "class_names" not in kwargs:
-            raise ValueError(
-                "TIPSZeroShotSegmenter.from_preset() needs `class_names`."
-            )
-        return super().from_preset(
-            resolve_preset(preset), load_weights=load_weights, **kwargs
-        )

@@ -3,10 +3,10 @@
 import keras
 import numpy as np
 from keras import ops
-from keras_hub.models import Task
 
 from keras_tips.backbone import TIPSBackbone
-from keras_tips.preprocessor import TIPSPreprocessor
+from keras_tips.tasks._tips_task import TIPSImageTask
+from keras_tips.tasks._tips_task import check_backbone
 
 SINGLE_PROMPT_TEMPLATE = ("a photo of a {}.",)
 
@@ -243,13 +243,40 @@ class ZeroShotLogits(keras.layers.Layer):
 
 
 class ClassEmbeddingTaskMixin:
-    """Class text embeddings of a task holding a `class_similarity` layer."""
+    """What the zero-shot tasks share: class names, prompts, class embeddings.
+
+    For a `TIPSImageTask`. The task's constructor calls
+    `_init_class_similarity` before it builds its functional model (this
+    sets `backbone`, `preprocessor` and the `class_similarity` layer) and
+    `_init_class_embeddings` after (this sets the config and the class
+    embeddings).
+    """
+
+    def _init_class_similarity(
+        self, backbone, preprocessor, class_names, prompt_templates
+    ):
+        """Checks the shared arguments and sets the shared layers.
+
+        Returns the checked class names (a list) and prompt templates (a
+        tuple).
+        """
+        check_backbone(backbone)
+        class_names = check_class_names(class_names)
+        prompt_templates = check_prompt_templates(prompt_templates)
+        self.backbone = backbone
+        self.preprocessor = preprocessor
+        self.class_similarity = ClassEmbeddingSimilarity(
+            len(class_names), backbone.hidden_dim, name="class_similarity"
+        )
+        return class_names, prompt_templates
 
     def _init_class_embeddings(
-        self, backbone, preprocessor, class_names, prompt_templates,
-        class_embeddings,
+        self, class_names, prompt_templates, class_embeddings
     ):
-        tokenizer = getattr(preprocessor, "tokenizer", None)
+        """Sets the config and the class embeddings (embeds the prompts)."""
+        self.class_names = class_names
+        self.prompt_templates = prompt_templates
+        tokenizer = getattr(self.preprocessor, "tokenizer", None)
         if class_embeddings is None and restoring_without_vocabulary(
             tokenizer
         ):
@@ -259,9 +286,36 @@ class ClassEmbeddingTaskMixin:
             return
         if class_embeddings is None:
             class_embeddings = class_text_embeddings(
-                backbone, tokenizer, class_names, prompt_templates
+                self.backbone, tokenizer, class_names, prompt_templates
             )
         self.class_similarity.set_class_embeddings(class_embeddings)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "class_names": self.class_names,
+                "prompt_templates": list(self.prompt_templates),
+            }
+        )
+        return config
+
+    @classmethod
+    def from_preset(cls, preset, load_weights=True, **kwargs):
+        """Builds the task from a TIPS preset (name or directory).
+
+        Pass `class_names=[...]` (and optionally the other constructor
+        arguments, such as `prompt_templates`) as keyword arguments.
+        """
+        if "class_names" not in kwargs:
+            raise ValueError(
+                f"{cls.__name__}.from_preset() needs `class_names`."
+            )
+        # `num_classes`-free: keras-hub then tries to load task weights,
+        # which a backbone preset does not have.
+        return super().from_preset(
+            preset, load_weights=load_weights, **kwargs
+        )
 
     @property
     def class_embeddings(self):
@@ -270,7 +324,7 @@ class ClassEmbeddingTaskMixin:
 
 
 @keras.saving.register_keras_serializable(package="keras_tips")
-class TIPSZeroShotClassifier(ClassEmbeddingTaskMixin, Task):
+class TIPSZeroShotClassifier(ClassEmbeddingTaskMixin, TIPSImageTask):
     """Zero-shot image classifier: TIPS image embeddings vs. class prompts.
 
     Each class name is put into prompt templates, embedded by the text
@@ -311,9 +365,6 @@ class TIPSZeroShotClassifier(ClassEmbeddingTaskMixin, Task):
     ```
     """
 
-    backbone_cls = TIPSBackbone
-    preprocessor_cls = TIPSPreprocessor
-
     def __init__(
         self,
         backbone,
@@ -324,18 +375,9 @@ class TIPSZeroShotClassifier(ClassEmbeddingTaskMixin, Task):
         class_embeddings=None,
         **kwargs,
     ):
-        if not isinstance(backbone, TIPSBackbone):
-            raise TypeError(
-                "`backbone` must be a keras_tips.TIPSBackbone. Received: "
-                f"{type(backbone).__name__}"
-            )
-        class_names = check_class_names(class_names)
-        prompt_templates = check_prompt_templates(prompt_templates)
         # === Layers ===
-        self.backbone = backbone
-        self.preprocessor = preprocessor
-        self.class_similarity = ClassEmbeddingSimilarity(
-            len(class_names), backbone.hidden_dim, name="class_similarity"
+        class_names, prompt_templates = self._init_class_similarity(
+            backbone, preprocessor, class_names, prompt_templates
         )
         self.logits_layer = ZeroShotLogits(cls_token, name="logits")
 
@@ -351,22 +393,10 @@ class TIPSZeroShotClassifier(ClassEmbeddingTaskMixin, Task):
         super().__init__(inputs=images, outputs=logits, **kwargs)
 
         # === Config ===
-        self.class_names = class_names
-        self.prompt_templates = prompt_templates
         self.cls_token = cls_token
-
         self._init_class_embeddings(
-            backbone, preprocessor, class_names, prompt_templates,
-            class_embeddings,
+            class_names, prompt_templates, class_embeddings
         )
-
-    def preprocess_samples(self, x, y=None, sample_weight=None):
-        # Images may come bare or under "images"; the model takes a tensor.
-        if isinstance(x, dict):
-            x = x["images"]
-        if self.preprocessor is not None:
-            x = self.preprocessor({"images": x})["images"]
-        return keras.utils.pack_x_y_sample_weight(x, y, sample_weight)
 
     def classify(self, images, top_k=5):
         """The `top_k` classes of each image with their probabilities.
@@ -397,30 +427,5 @@ class TIPSZeroShotClassifier(ClassEmbeddingTaskMixin, Task):
 
     def get_config(self):
         config = super().get_config()
-        config.update(
-            {
-                "class_names": self.class_names,
-                "prompt_templates": list(self.prompt_templates),
-                "cls_token": self.cls_token,
-            }
-        )
+        config.update({"cls_token": self.cls_token})
         return config
-
-    @classmethod
-    def from_preset(cls, preset, load_weights=True, **kwargs):
-        """Builds the classifier from a TIPS preset (name or directory).
-
-        Pass `class_names=[...]` (and optionally `prompt_templates`,
-        `cls_token`) as keyword arguments.
-        """
-        from keras_tips.presets import resolve_preset
-
-        if "class_names" not in kwargs:
-            raise ValueError(
-                "TIPSZeroShotClassifier.from_preset() needs `class_names`."
-            )
-        # `num_classes`-free: keras-hub then tries to load task weights,
-        # which a backbone preset does not have.
-        return super().from_preset(
-            resolve_preset(preset), load_weights=load_weights, **kwargs
-        )

@@ -1,0 +1,57 @@
+"""What every TIPS task shares: the backbone check, image samples, presets."""
+
+import keras
+from keras_hub.models import Task
+
+from keras_tips.backbone import TIPSBackbone
+from keras_tips.preprocessor import TIPSPreprocessor
+
+
+def check_backbone(backbone):
+    """Returns `backbone` if it is a `keras_tips.TIPSBackbone`, else raises."""
+    if not isinstance(backbone, TIPSBackbone):
+        raise TypeError(
+            "`backbone` must be a keras_tips.TIPSBackbone. Received: "
+            f"{type(backbone).__name__}"
+        )
+    return backbone
+
+
+class TIPSImageTask(Task):
+    """A keras-hub `Task` on TIPS images: classes, samples and presets.
+
+    Samples are images, bare or under `"images"`, put through the image
+    converter of the `preprocessor` when there is one; `from_preset` also
+    takes the names of the official TIPS presets.
+
+    Example:
+    ```python
+    class MyTask(TIPSImageTask):
+        def __init__(self, backbone, preprocessor=None, **kwargs):
+            self.backbone = check_backbone(backbone)
+            self.preprocessor = preprocessor
+            images = keras.Input(shape=(224, 224, 3), name="images")
+            outputs = backbone.vision_encoder(images)["cls_embeddings"]
+            super().__init__(inputs=images, outputs=outputs, **kwargs)
+    ```
+    """
+
+    backbone_cls = TIPSBackbone
+    preprocessor_cls = TIPSPreprocessor
+
+    def preprocess_samples(self, x, y=None, sample_weight=None):
+        # Images may come bare or under "images"; the model takes a tensor.
+        if isinstance(x, dict):
+            x = x["images"]
+        if self.preprocessor is not None:
+            x = self.preprocessor({"images": x})["images"]
+        return keras.utils.pack_x_y_sample_weight(x, y, sample_weight)
+
+    @classmethod
+    def from_preset(cls, preset, load_weights=True, **kwargs):
+        """Builds the task on a TIPS preset's backbone (name or directory)."""
+        from keras_tips.presets import resolve_preset
+
+        return super().from_preset(
+            resolve_preset(preset), load_weights=load_weights, **kwargs
+        )
