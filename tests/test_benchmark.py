@@ -1,4 +1,4 @@
-"""`tools/benchmark.py`: FLOP counter against a hand count, and a quick run."""
+"""`tools/flops.py` against hand counts and XLA; `tools/benchmark.py` quick run."""
 
 import json
 import os
@@ -10,6 +10,7 @@ import pytest
 
 from tests.conftest import REPO_ROOT
 from tools import benchmark
+from tools import flops
 
 pytestmark = pytest.mark.backend_independent
 
@@ -21,25 +22,25 @@ def test_vision_flops_match_hand_count():
     #   per layer: qkv 6*8*24 = 1152, QK^T 6*6*8 = 288, AV 288,
     #              proj 6*8*8 = 384, MLP 6*8*16 + 6*16*8 = 1536 -> 3648
     macs = 18816 + 2 * 3648
-    flops = benchmark.vision_encoder_flops(
+    count = flops.vision_encoder_flops(
         hidden_dim=8, num_layers=2, num_heads=2, mlp_dim=16, patch_size=14,
         image_size=(28, 28), batch_size=3,
     )
-    assert flops == 3 * 2 * macs
+    assert count == 3 * 2 * macs
 
 
 def test_swiglu_and_text_flops_match_hand_count():
     # SwiGLU mlp_dim 24 -> inner int(16) rounded up to 8 = 16;
     # fc1 8 -> 32 (gate and value), fc2 16 -> 8: 6*(8*32 + 16*8) = 2304 MACs.
     per_layer = 1152 + 288 + 288 + 384 + 2304
-    flops = benchmark.vision_encoder_flops(
+    count = flops.vision_encoder_flops(
         hidden_dim=8, num_layers=1, mlp_dim=24, ffn_layer="swiglu",
         patch_size=14, image_size=(28, 28),
     )
-    assert flops == 2 * (18816 + per_layer)
+    assert count == 2 * (18816 + per_layer)
     # Text: 5 tokens, D = 8, MLP 16, 3 layers.
     text_layer = 5 * 8 * 24 + 2 * 5 * 5 * 8 + 5 * 8 * 8 + 2 * 5 * 8 * 16
-    assert benchmark.text_encoder_flops(
+    assert flops.text_encoder_flops(
         hidden_dim=8, num_layers=3, mlp_dim=16, sequence_length=5,
         batch_size=2,
     ) == 2 * 2 * 3 * text_layer
@@ -49,17 +50,87 @@ def test_released_b14_flops():
     from keras_tips.variants import vision_config
 
     # B/14 at 224: 258 tokens; about 23.5 GMACs per image.
-    flops = benchmark.vision_encoder_flops(
+    count = flops.vision_encoder_flops(
         **vision_config("B"), image_size=(224, 224)
     )
-    assert 46e9 < flops < 48e9
+    assert 46e9 < count < 48e9
 
 
 def test_bad_ffn_layer_is_rejected():
     with pytest.raises(ValueError, match="ffn_layer"):
-        benchmark.vision_encoder_flops(
+        flops.vision_encoder_flops(
             hidden_dim=8, num_layers=1, mlp_dim=16, ffn_layer="gelu"
         )
+
+
+def test_projection_head_flops_match_hand_count():
+    # 8 -> 16 -> 16 -> 4 MLP, then 4 x 10 prototypes, on 3 tokens.
+    macs = 8 * 16 + 16 * 16 + 16 * 4 + 4 * 10
+    assert flops.projection_head_flops(8, 16, 4, 3, 10, tokens=3) == (
+        2 * 3 * macs
+    )
+    # One layer: straight to the bottleneck.
+    assert flops.projection_head_flops(8, 16, 4, 1, 10) == 2 * (8 * 4 + 40)
+
+
+def test_pretraining_step_flops_match_hand_count():
+    from training.config import PretrainConfig
+
+    config = PretrainConfig.tiny(
+        "tips", global_crop_size=28, local_crop_size=14, num_local_crops=2,
+        head_hidden_dim=16, head_bottleneck_dim=4, head_num_layers=2,
+        cls_num_prototypes=10, patch_num_prototypes=6, text_max_length=5,
+    )
+    vision = {"hidden_dim": 8, "num_layers": 1, "mlp_dim": 16,
+              "patch_size": 14, "num_heads": 2, "name": "ignored"}
+    text = {"hidden_dim": 8, "num_layers": 3, "mlp_dim": 16}
+    encoder = {
+        size: flops.vision_encoder_flops(**vision, image_size=(size, size))
+        for size in (28, 14)
+    }
+    captions = flops.text_encoder_flops(**text, sequence_length=5,
+                                        batch_size=2)
+    cls_head = 2 * (8 * 16 + 16 * 4 + 4 * 10)
+    patch_head = 2 * (8 * 16 + 16 * 4 + 4 * 6)
+    student = (encoder[28] + 2 * encoder[14] + captions + 2 * cls_head
+               + 4 * patch_head)
+    teacher = encoder[28] + cls_head + 4 * patch_head
+    assert flops.pretraining_step_flops(vision, text, config, 3) == (
+        3 * (3 * student + teacher)
+    )
+    # An unmasked student pass for the contrastive CLS: one more encoder.
+    assert flops.pretraining_step_flops(
+        vision, text, config, 1, contrastive_on_masked_view=False
+    ) == 3 * (student + encoder[28]) + teacher
+
+
+@pytest.mark.skipif(
+    keras.backend.backend() != "jax", reason="reads XLA's cost analysis"
+)
+def test_vision_flops_agree_with_xla_cost_analysis():
+    import jax
+    import numpy as np
+
+    from keras_tips import TIPSVisionEncoder
+
+    config = {"hidden_dim": 128, "num_layers": 2, "num_heads": 2,
+              "mlp_dim": 512, "patch_size": 14, "position_grid_size": 4}
+    encoder = TIPSVisionEncoder(**config)
+    images = np.zeros((2, 56, 56, 3), "float32")
+    values = [v.value for v in encoder.weights]
+
+    def forward(values, images):
+        mapping = list(zip(encoder.weights, values))
+        with keras.StatelessScope(state_mapping=mapping):
+            return encoder(images)["patch_embeddings"]
+
+    analysis = jax.jit(forward).lower(values, images).compile().cost_analysis()
+    if isinstance(analysis, (list, tuple)):
+        analysis = analysis[0]
+    counted = flops.vision_encoder_flops(**config, image_size=(56, 56),
+                                         batch_size=2)
+    # XLA also counts norms, softmax and activations: a few percent more.
+    assert counted <= analysis["flops"] <= 1.15 * counted
 
 
 def test_quick_run_writes_json_lines(tmp_path):
@@ -94,7 +165,7 @@ def test_quick_run_writes_json_lines(tmp_path):
         for d in ("float32", "bfloat16")
     }
     tips = vision["TIPS quick", "float32"]
-    expected = benchmark.vision_encoder_flops(
+    expected = flops.vision_encoder_flops(
         **benchmark.QUICK_VISION,
         image_size=(benchmark.QUICK_IMAGE,) * 2,
         batch_size=8,

@@ -45,6 +45,9 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO_ROOT not in sys.path:
     sys.path.insert(0, REPO_ROOT)
 
+from tools.flops import text_encoder_flops  # noqa: E402
+from tools.flops import vision_encoder_flops  # noqa: E402
+
 BACKENDS = ("jax", "tensorflow", "torch")
 DTYPES = ("float32", "bfloat16")
 # name: (variant size, image side)
@@ -76,112 +79,6 @@ QUICK_IMAGE = 56
 QUICK_MATMUL = 256
 MATMUL_SIZE = 2048
 _PREFIX = "BENCHMARK_RECORD "
-
-
-# ----------------------------------------------------------------------------
-# Analytic FLOP counts (2 FLOPs per multiply-accumulate; matmuls only).
-# ----------------------------------------------------------------------------
-
-
-def transformer_block_flops(tokens, hidden_dim, ffn_macs_per_token):
-    """FLOPs of one pre-norm attention block on `tokens` tokens.
-
-    Counts the fused qkv projection, the attention scores `Q K^T` and the
-    weighted sum `A V` (summed over heads: `tokens**2 * hidden_dim` MACs
-    each, independent of the head count), the output projection and the
-    feed-forward. Norms, softmax, biases and activations are not counted.
-
-    Args:
-        tokens: int. Sequence length.
-        hidden_dim: int. Token width.
-        ffn_macs_per_token: int. Multiply-accumulates of the feed-forward
-            per token.
-    """
-    macs = (
-        tokens * hidden_dim * 3 * hidden_dim  # qkv
-        + tokens * tokens * hidden_dim  # Q K^T
-        + tokens * tokens * hidden_dim  # A V
-        + tokens * hidden_dim * hidden_dim  # output projection
-        + tokens * ffn_macs_per_token  # MLP / SwiGLU
-    )
-    return 2 * macs
-
-
-def vision_encoder_flops(
-    hidden_dim,
-    num_layers,
-    mlp_dim,
-    ffn_layer="mlp",
-    patch_size=14,
-    image_size=(224, 224),
-    batch_size=1,
-    num_prefix_tokens=2,
-    **unused_config,
-):
-    """Forward FLOPs of `TIPSVisionEncoder` (or a DINOv2 of the same shape).
-
-    Patch embedding (a `patch_size`-strided convolution, i.e. one
-    `(3 p^2) x D` matmul per patch) plus `num_layers` blocks on
-    `num_prefix_tokens + patches` tokens (CLS and register token for TIPS).
-
-    Args:
-        hidden_dim, num_layers, mlp_dim, ffn_layer, patch_size: the encoder
-            architecture (`keras_tips.variants.vision_config(...)` can be
-            passed with `**`; other keys are ignored).
-        image_size: `(height, width)` in pixels.
-        batch_size: int. Images per batch.
-        num_prefix_tokens: int. Tokens before the patches.
-
-    Returns:
-        int, FLOPs for the whole batch.
-
-    Example:
-    ```python
-    from keras_tips.variants import vision_config
-    vision_encoder_flops(**vision_config("B"), image_size=(224, 224))
-    # 4.4e10 FLOPs per image
-    ```
-    """
-    from keras_tips.layers.feed_forward import swiglu_hidden_dim
-
-    if ffn_layer not in ("mlp", "swiglu"):
-        raise ValueError(
-            f"`ffn_layer` must be 'mlp' or 'swiglu'. Received: {ffn_layer!r}"
-        )
-    height, width = image_size
-    patches = (height // patch_size) * (width // patch_size)
-    tokens = num_prefix_tokens + patches
-    if ffn_layer == "mlp":
-        ffn_macs = 2 * hidden_dim * mlp_dim
-    else:
-        inner = swiglu_hidden_dim(mlp_dim)
-        ffn_macs = hidden_dim * 2 * inner + inner * hidden_dim
-    patch_embed = 2 * patches * (3 * patch_size * patch_size) * hidden_dim
-    blocks = num_layers * transformer_block_flops(tokens, hidden_dim, ffn_macs)
-    return batch_size * (patch_embed + blocks)
-
-
-def text_encoder_flops(
-    hidden_dim, num_layers, mlp_dim, sequence_length, batch_size=1,
-    **unused_config,
-):
-    """Forward FLOPs of `TIPSTextEncoder` on padded `sequence_length` tokens.
-
-    The embedding lookup and mean pooling are not matmuls and not counted.
-
-    Args:
-        hidden_dim, num_layers, mlp_dim: the text architecture
-            (`keras_tips.variants.text_config(...)` can be passed with `**`).
-        sequence_length: int. Padded token count.
-        batch_size: int. Texts per batch.
-
-    Returns:
-        int, FLOPs for the whole batch.
-    """
-    block = transformer_block_flops(
-        sequence_length, hidden_dim, 2 * hidden_dim * mlp_dim
-    )
-    return batch_size * num_layers * block
 
 
 # ----------------------------------------------------------------------------

@@ -36,6 +36,10 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO_ROOT not in sys.path:
     sys.path.insert(0, REPO_ROOT)
 
+from tools.benchmark import MATMUL_SIZE  # noqa: E402
+from tools.benchmark import matmul_roofline  # noqa: E402
+from tools.flops import pretraining_step_flops  # noqa: E402
+
 BACKENDS = ("jax", "tensorflow", "torch")
 CONFIGS = ("tiny", "S14")
 DEFAULT_BATCH = {"tiny": 8, "S14": 4}
@@ -139,6 +143,19 @@ def run_worker(args):
     first_step = times.ends[0] - times.begin
     timed = times.ends[args.warmup - 1 :]
     seconds = (timed[-1] - timed[0]) / max(len(timed) - 1, 1)
+    step_flops = pretraining_step_flops(
+        backbone.vision_encoder.get_config(),
+        backbone.text_encoder.get_config(),
+        config,
+        config.batch_size,
+        contrastive_on_masked_view=pretrainer.contrastive_on_masked_view,
+    )
+    # The float32 matmul peak of this backend, measured in this process
+    # right after the steps (the machine may be shared).
+    roofline = max(
+        matmul_roofline(backend, "float32", MATMUL_SIZE, repeats=5).values()
+    )
+    gflops = step_flops / seconds / 1e9
     record = {
         "kind": "training",
         "config": args.configs[0],
@@ -155,6 +172,10 @@ def run_worker(args):
         "timed_steps": len(timed) - 1,
         "seconds_per_step": seconds,
         "images_per_second": config.batch_size / seconds,
+        "gflop_per_step": step_flops / 1e9,
+        "gflops": gflops,
+        "roofline_gflops": roofline,
+        "fraction_of_roofline": gflops / roofline,
         "first_step_seconds": first_step,
         "build_seconds": build_seconds,
         "final_loss": times.losses[-1],
@@ -213,9 +234,10 @@ def _run_one(backend, config, args):
 
 
 def _table(records, configs, backends):
-    width = 24
+    width = 30
     lines = [
-        "training images/s (seconds per step; first step incl. compilation)",
+        "training images/s (seconds per step; first step incl. compilation;"
+        " % of the float32 matmul roofline)",
         "config".ljust(10) + "".join(b.ljust(width) for b in backends),
     ]
     for config in configs:
@@ -232,7 +254,8 @@ def _table(records, configs, backends):
             r = found[0]
             cells.append(
                 f"{r['images_per_second']:.2f} ({r['seconds_per_step']:.2f}s;"
-                f" {r['first_step_seconds']:.0f}s)".ljust(width)
+                f" {r['first_step_seconds']:.0f}s;"
+                f" {100 * r['fraction_of_roofline']:.0f}%)".ljust(width)
             )
         lines.append(config.ljust(10) + "".join(cells))
     return "\n".join(lines)
