@@ -139,7 +139,15 @@ class ProjectionHead(keras.layers.Layer):
     def normalized_prototypes(self):
         """Prototypes with unit L2 norm each, `(bottleneck_dim, K)` float32."""
         prototypes = ops.cast(self.prototypes, "float32")
-        return _l2_normalize(prototypes, axis=0, epsilon=self.epsilon)
+        return prototypes * self._inverse_prototype_norms()[None, :]
+
+    def _inverse_prototype_norms(self):
+        """`1 / max(||p_k||, epsilon)` per prototype, `(K,)` float32."""
+        prototypes = ops.cast(self.prototypes, "float32")
+        squared_norm = ops.sum(ops.square(prototypes), axis=0)
+        return ops.rsqrt(
+            ops.maximum(squared_norm, self.epsilon * self.epsilon)
+        )
 
     def call(self, inputs):
         x = inputs
@@ -148,11 +156,15 @@ class ProjectionHead(keras.layers.Layer):
             if index < self.num_layers - 1:
                 x = ops.gelu(x, approximate=False)
         x = _l2_normalize(ops.cast(x, "float32"), axis=-1, epsilon=self.epsilon)
-        prototypes = self.normalized_prototypes()
-        return ops.matmul(
+        # `x @ (P / ||P||)` computed as `(x @ P) / ||P||`: the same numbers,
+        # but the matmul reads the prototypes as they are. (XLA:CPU fuses a
+        # normalization of the matmul operand into the matmul and then runs
+        # it hundreds of times slower.)
+        logits = ops.matmul(
             ops.cast(x, self.compute_dtype),
-            ops.cast(prototypes, self.compute_dtype),
+            ops.cast(self.prototypes, self.compute_dtype),
         )
+        return logits * ops.cast(self._inverse_prototype_norms(), logits.dtype)
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape[:-1]) + (self.num_prototypes,)
