@@ -192,3 +192,34 @@ def test_layer_configs_round_trip():
                   encoder.embedding.position_embedding]:
         clone = layer.__class__.from_config(layer.get_config())
         assert clone.get_config() == layer.get_config()
+
+
+@pytest.mark.parametrize("policy", ["bfloat16", "mixed_bfloat16"])
+def test_bfloat16_runs_branches_in_bfloat16_on_a_float32_residual(policy):
+    from keras_tips.layers.text_block import TIPSTextBlock
+    from keras_tips.layers.vision_block import TIPSVisionBlock
+
+    inputs = random_inputs(height=56, width=56)
+    reference = tiny_vision(num_layers=6, layer_scale_init=1.0)
+    low = tiny_vision(num_layers=6, layer_scale_init=1.0, dtype=policy)
+    low.set_weights(reference.get_weights())
+    expected = keras.ops.convert_to_numpy(reference(inputs["images"])["patch_embeddings"])
+    outputs = low(inputs["images"])
+    assert keras.backend.standardize_dtype(outputs["patch_embeddings"].dtype) == "bfloat16"
+    actual = keras.ops.convert_to_numpy(
+        keras.ops.cast(outputs["patch_embeddings"], "float32")
+    )
+    error = np.linalg.norm(actual - expected) / np.linalg.norm(expected)
+    assert 0 < error < 2e-2
+
+    tokens = np.random.default_rng(1).normal(size=(2, 8, 32)).astype("float32")
+    vision_block = TIPSVisionBlock(32, 4, 64, dtype=policy)
+    text_block = TIPSTextBlock(32, 4, 64, dtype=policy)
+    for output in (
+        vision_block(keras.ops.cast(tokens, "bfloat16")),
+        text_block(tokens, np.ones((2, 8), "int32")),
+    ):
+        assert keras.backend.standardize_dtype(output.dtype) == "float32"
+    # Symbolic building agrees with the eager dtype.
+    symbolic = vision_block.compute_output_spec(keras.KerasTensor((2, 8, 32)))
+    assert symbolic.dtype == "float32"

@@ -3,6 +3,8 @@
 import keras
 from keras import ops
 
+from keras_tips.layers.residual_stream import residual_dtype
+
 
 def padding_attention_bias(padding_mask, dtype):
     """Additive attention bias `(B, 1, 1, L)` that hides padded keys.
@@ -50,6 +52,9 @@ class TIPSTextBlock(keras.layers.Layer):
         self.head_dim = self.hidden_dim // self.num_heads
         self.mlp_dim = int(mlp_dim)
         self.layer_norm_epsilon = float(layer_norm_epsilon)
+        # Inputs are not cast to the compute dtype: under float16/bfloat16
+        # the block takes its float32 residual stream as it is (see `call`).
+        self.autocast = False
         policy = self.dtype_policy
         self.ln_1 = keras.layers.LayerNormalization(
             epsilon=self.layer_norm_epsilon, dtype=policy, name="ln_1"
@@ -75,6 +80,9 @@ class TIPSTextBlock(keras.layers.Layer):
         self.built = True
 
     def call(self, x, padding_mask):
+        # Branches in the compute dtype, residual stream in float32 under a
+        # float16/bfloat16 policy (see `residual_dtype`).
+        x = ops.cast(x, residual_dtype(self.compute_dtype))
         shape = ops.shape(x)
         batch, length = shape[0], shape[1]
         qkv = ops.reshape(
@@ -85,13 +93,16 @@ class TIPSTextBlock(keras.layers.Layer):
         mixed = ops.dot_product_attention(
             qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2], bias=bias
         )
-        x = x + self.out_proj(ops.reshape(mixed, (batch, length, self.hidden_dim)))
-        keep = ops.cast(padding_mask, x.dtype)[..., None]
+        branch = self.out_proj(ops.reshape(mixed, (batch, length, self.hidden_dim)))
+        x = x + ops.cast(branch, x.dtype)
+        keep = ops.cast(padding_mask, self.compute_dtype)[..., None]
         hidden = ops.relu(self.fc(self.ln_2(x))) * keep
-        return x + self.proj(hidden) * keep
+        return x + ops.cast(self.proj(hidden) * keep, x.dtype)
 
     def compute_output_spec(self, x, padding_mask):
-        return keras.KerasTensor(x.shape, dtype=self.compute_dtype)
+        return keras.KerasTensor(
+            x.shape, dtype=residual_dtype(self.compute_dtype)
+        )
 
     def get_config(self):
         config = super().get_config()

@@ -4,6 +4,7 @@ import keras
 from keras import ops
 
 from keras_tips.layers.feed_forward import TIPSFeedForward
+from keras_tips.layers.residual_stream import residual_dtype
 
 
 class LayerScale(keras.layers.Layer):
@@ -84,6 +85,9 @@ class TIPSVisionBlock(keras.layers.Layer):
         self.ffn_layer = ffn_layer
         self.layer_norm_epsilon = float(layer_norm_epsilon)
         self.layer_scale_init = float(layer_scale_init)
+        # Inputs are not cast to the compute dtype: under float16/bfloat16
+        # the block takes its float32 residual stream as it is (see `call`).
+        self.autocast = False
         policy = self.dtype_policy
         self.norm1 = keras.layers.LayerNormalization(
             epsilon=self.layer_norm_epsilon, dtype=policy, name="norm1"
@@ -127,8 +131,18 @@ class TIPSVisionBlock(keras.layers.Layer):
         return self.proj(ops.reshape(mixed, (batch, length, self.hidden_dim)))
 
     def call(self, x, value_attention=False):
-        x = x + self.ls1(self.attention(self.norm1(x), value_attention))
-        return x + self.ls2(self.mlp(self.norm2(x)))
+        # Branches in the compute dtype, residual stream in float32 under a
+        # float16/bfloat16 policy (see `residual_dtype`).
+        x = ops.cast(x, residual_dtype(self.compute_dtype))
+        branch = self.ls1(self.attention(self.norm1(x), value_attention))
+        x = x + ops.cast(branch, x.dtype)
+        branch = self.ls2(self.mlp(self.norm2(x)))
+        return x + ops.cast(branch, x.dtype)
+
+    def compute_output_spec(self, x, value_attention=False):
+        return keras.KerasTensor(
+            x.shape, dtype=residual_dtype(self.compute_dtype)
+        )
 
     def get_config(self):
         config = super().get_config()
