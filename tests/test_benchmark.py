@@ -184,4 +184,13 @@ def test_quick_run_writes_json_lines(tmp_path):
     text = [r for r in records if r["kind"] == "text"]
     assert {r["dtype"] for r in text} == {"float32", "bfloat16"}
     assert all(r["sequence_length"] == 16 for r in text)
-    assert [r for r in records if r["kind"] == "training"]
+    training = [r for r in records if r["kind"] == "training"]
+    assert training and all("images_per_second" in r for r in training)
+    (pipeline,) = [r for r in records if r["kind"] == "input_pipeline"]
+    assert pipeline["images_per_s"] > 0 and pipeline["global_crop_size"] == 56
+    for record in training:
+        assert 0 < record["fraction_of_roofline"] < 1
+        assert record["input_pipeline_over_training"] == pytest.approx(
+            pipeline["images_per_s"] / record["images_per_second"]
+        )
+    assert "input pipeline alone" in result.stdout

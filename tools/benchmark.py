@@ -680,6 +680,39 @@ def training_records(args):
     return records
 
 
+# Input pipeline sizes matching each training configuration's crops.
+PIPELINE_ARGS = {
+    "full": [],  # the real defaults: 224 + 6 x 98 crops, batch 32 (S14)
+    "quick": [
+        "--global-crop-size", "56", "--local-crop-size", "28",
+        "--num-local-crops", "2", "--batch-size", "8", "--num-images", "64",
+        "--num-shards", "2", "--image-size", "64", "--warmup-batches", "2",
+        "--batches", "10",
+    ],
+}
+
+
+def pipeline_record(args):
+    """Images/s of the input pipeline alone (`tools/benchmark_data.py`).
+
+    With the crops of the measured training configuration (the full S/14
+    recipe, or the tiny one under `--quick`), so that the two rates can be
+    compared: the pipeline must outrun what the training step consumes.
+    """
+    tool = os.path.join(REPO_ROOT, "tools", "benchmark_data.py")
+    command = [sys.executable, tool, "--json"]
+    command += PIPELINE_ARGS["quick" if args.quick else "full"]
+    result = _subprocess(command, "tensorflow", timeout=args.timeout)
+    lines = [
+        line for line in result.stdout.splitlines() if line.startswith("{")
+    ]
+    if result.returncode != 0 or not lines:
+        return _error_record("input_pipeline", "tensorflow", result)
+    record = json.loads(lines[-1])
+    record["kind"] = "input_pipeline"
+    return record
+
+
 def _fmt(value, spec):
     return "-" if value is None else format(value, spec)
 
@@ -717,6 +750,24 @@ def print_table(records, out=sys.stdout):
                 f"{r['total_s']:.1f} s (import {r['import_s']:.1f}, "
                 f"from_preset {r['from_preset_s']:.1f}, first call "
                 f"{r['first_call_s']:.1f}), peak RSS {r['peak_rss_mb']:.0f} MB",
+                file=out,
+            )
+        elif r["kind"] == "training" and "images_per_second" in r:
+            ratio = r.get("input_pipeline_over_training")
+            print(
+                f"\ntraining {r['backend']:<11} {r['config']} batch "
+                f"{r['batch_size']}: {r['images_per_second']:.2f} img/s, "
+                f"{r['gflops']:.1f} GFLOP/s = "
+                f"{100 * r['fraction_of_roofline']:.0f}% of the float32 "
+                f"roofline; input pipeline alone "
+                f"{_fmt(ratio, '.1f')}x faster",
+                file=out,
+            )
+        elif r["kind"] == "input_pipeline":
+            print(
+                f"\ninput pipeline alone: {r['images_per_s']:.1f} img/s "
+                f"(global {r['global_crop_size']} + {r['num_local_crops']} x "
+                f"{r['local_crop_size']} crops, batch {r['batch_size']})",
                 file=out,
             )
         elif r["kind"] == "training":
@@ -796,7 +847,19 @@ def run_driver(args):
                 records.append(_error_record("first_embedding", backend, result))
     if "training" in args.parts:
         print("training (tools/benchmark_training.py) ...", flush=True)
-        records += training_records(args)
+        training = training_records(args)
+        print("input pipeline (tools/benchmark_data.py) ...", flush=True)
+        pipeline = pipeline_record(args)
+        for record in training:
+            same_crops = all(
+                record.get(key) == pipeline.get(key)
+                for key in ("global_crop_size", "num_local_crops")
+            )
+            if "images_per_second" in record and same_crops:
+                record["input_pipeline_over_training"] = (
+                    pipeline["images_per_s"] / record["images_per_second"]
+                )
+        records += training + [pipeline]
     meta["load_average_at_end"] = list(os.getloadavg())
     print_table(records)
     print(
