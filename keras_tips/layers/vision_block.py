@@ -3,6 +3,7 @@
 import keras
 from keras import ops
 
+from keras_tips.layers.attention import self_attention
 from keras_tips.layers.feed_forward import TIPSFeedForward
 from keras_tips.layers.residual_stream import residual_dtype
 
@@ -127,7 +128,7 @@ class TIPSVisionBlock(keras.layers.Layer):
             values = ops.reshape(qkv[:, :, 2], (batch, length, self.hidden_dim))
             return self.proj(values)
         query, key, value = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
-        mixed = ops.dot_product_attention(query, key, value)
+        mixed = self_attention(query, key, value)
         return self.proj(ops.reshape(mixed, (batch, length, self.hidden_dim)))
 
     def call(self, x, value_attention=False):
