@@ -63,7 +63,8 @@ def self_attention(query, key, value, blocked=None,
     """
     length, heads = query.shape[1], query.shape[2]
     keys = key.shape[1]
-    if None in (length, heads, keys):
+    if not all(isinstance(dim, int) for dim in (length, heads, keys)):
+        # Unknown or symbolic (shape-polymorphic export) lengths.
         return ops.dot_product_attention(query, key, value)
     if blocked is None:
         blocked = (
