@@ -635,48 +635,21 @@ def _worker_argv(args):
 
 
 def training_records(args):
-    """Records of `tools/benchmark_training.py`, or a "not measured" line."""
+    """Records of `tools/benchmark_training.py` on `args.backends`."""
     tool = os.path.join(REPO_ROOT, "tools", "benchmark_training.py")
-    if not os.path.exists(tool):
-        return [
-            {
-                "kind": "training",
-                "status": "not measured",
-                "reason": "tools/benchmark_training.py does not exist",
-            }
-        ]
-    records = []
-    help_text = _subprocess(
-        [sys.executable, tool, "--help"], "jax", timeout=300
-    ).stdout
     with tempfile.TemporaryDirectory() as tmp:
         output = os.path.join(tmp, "training.jsonl")
-        command = [sys.executable, tool]
-        if "--output" in help_text:
-            command += ["--output", output]
-        if "--backends" in help_text:
-            command += ["--backends", *args.backends]
-        if args.quick and "--quick" in help_text:
+        command = [sys.executable, tool, "--output", output,
+                   "--backends", *args.backends]
+        if args.quick:
             command.append("--quick")
         result = _subprocess(command, "jax", timeout=args.timeout)
+        records = []
         if os.path.exists(output):
             with open(output) as f:
-                for line in f:
-                    if line.strip():
-                        record = json.loads(line)
-                        record.setdefault("kind", "training")
-                        records.append(record)
-        if result.returncode != 0:
-            records.append(_error_record("training", "all", result))
-        elif not records:
-            records.append(
-                {
-                    "kind": "training",
-                    "status": "not measured",
-                    "reason": "tools/benchmark_training.py wrote no records",
-                    "stdout_tail": result.stdout.strip().splitlines()[-10:],
-                }
-            )
+                records = [json.loads(line) for line in f if line.strip()]
+    if result.returncode != 0 or not records:
+        records.append(_error_record("training", "all", result))
     return records
 
 
