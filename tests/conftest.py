@@ -8,9 +8,9 @@ import keras
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-SHARED = REPO_ROOT.parent / "shared" / "fixtures"
-PARITY = SHARED / "parity"
-TOKENIZER_DIR = SHARED / "tokenizer"
+FIXTURES = REPO_ROOT / "tests" / "fixtures"  # see fixtures/README.md
+PARITY = FIXTURES / "parity"
+TOKENIZER_DIR = FIXTURES / "tokenizer"
 
 
 def pytest_report_header(config):

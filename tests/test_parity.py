@@ -1,7 +1,7 @@
 """The Keras ports reproduce the official implementation's outputs.
 
 Fixtures: random-weight encoders in the official PyTorch checkpoint layout
-and the official code's outputs for them (`../shared/fixtures/parity`).
+and the official code's outputs for them (`tests/fixtures/parity`).
 Tolerance: max abs error <= 1e-4 * max |reference|, on every backend.
 """
 

@@ -19,7 +19,7 @@ from keras_tips.image_converter import TIPSImageConverter
 from keras_tips.preprocessor import TIPSPreprocessor
 from keras_tips.tokenizer import TIPSTokenizer
 
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
 PROTO_PATH = FIXTURES / "tokenizer" / "tokenizer.model"
 
 RNG = np.random.default_rng(0)

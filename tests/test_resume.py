@@ -40,7 +40,7 @@ from tests.test_pretrainer import random_batch  # noqa: E402
 from tests.test_pretrainer import tiny_config  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-TOKENIZER = REPO_ROOT.parent / "shared" / "fixtures" / "tokenizer" / "tokenizer.model"
+TOKENIZER = REPO_ROOT / "tests" / "fixtures" / "tokenizer" / "tokenizer.model"
 
 
 def _model_arrays(path):

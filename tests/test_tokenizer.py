@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 
 from keras_tips.tokenizer import TIPSTokenizer
 
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
 TOKENIZER_DIR = FIXTURES / "tokenizer"
 PROTO_PATH = TOKENIZER_DIR / "tokenizer.model"
 

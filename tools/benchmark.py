@@ -48,6 +48,12 @@ if REPO_ROOT not in sys.path:
 from tools.flops import text_encoder_flops  # noqa: E402
 from tools.flops import vision_encoder_flops  # noqa: E402
 
+# The SentencePiece model that ships inside the package (the embedded
+# `tips_tiny_scenes` preset's): random presets need no file from elsewhere.
+EMBEDDED_TOKENIZER = os.path.join(
+    REPO_ROOT, "keras_tips", "preset_files", "tips_tiny_scenes", "assets",
+    "tokenizer", "vocabulary.spm",
+)
 BACKENDS = ("jax", "tensorflow", "torch")
 DTYPES = ("float32", "bfloat16")
 # name: (variant size, image side)
@@ -473,8 +479,8 @@ def make_random_preset(directory, size="B", quick=False):
     """Writes a random-weight preset through the official-checkpoint path.
 
     Random official-layout `*_vision.npz` / `*_text.npz` files are converted
-    with `keras_tips.convert.convert_to_preset` (with the shared test
-    tokenizer), exactly as a downloaded checkpoint would be.
+    with `keras_tips.convert.convert_to_preset` (with the SentencePiece
+    model that ships inside the package, `EMBEDDED_TOKENIZER`), exactly as a downloaded checkpoint would be.
     """
     import keras
     import numpy as np
@@ -484,10 +490,7 @@ def make_random_preset(directory, size="B", quick=False):
     from keras_tips.variants import text_config
     from keras_tips.vision_encoder import TIPSVisionEncoder
 
-    tokenizer = os.path.join(
-        os.path.dirname(REPO_ROOT), "shared", "fixtures", "tokenizer",
-        "tokenizer.model",
-    )
+    tokenizer = EMBEDDED_TOKENIZER
     keras.utils.set_random_seed(0)
     if quick:
         vision_cfg = dict(QUICK_VISION)

@@ -33,8 +33,11 @@ import tensorflow as tf  # noqa: E402
 
 from training import data  # noqa: E402
 
+# The SentencePiece model that ships inside the package (the embedded
+# `tips_tiny_scenes` preset's), so the benchmark runs from a plain clone.
 _DEFAULT_TOKENIZER = os.path.join(
-    _REPO_ROOT, "..", "shared", "fixtures", "tokenizer", "tokenizer.model"
+    _REPO_ROOT, "keras_tips", "preset_files", "tips_tiny_scenes", "assets",
+    "tokenizer", "vocabulary.spm",
 )
 _WORDS = (
     "a red blue green circle square triangle on the left right of near small "

@@ -28,7 +28,7 @@ Example (a CPU smoke run on the procedural scenes, see `tools/make_scenes.py`):
 ```shell
 python -m training.train --model=tiny --recipe=tips_v2 \
     --data='/tmp/scenes/train-*.tfrecord' \
-    --tokenizer=../shared/fixtures/tokenizer/tokenizer.model \
+    --tokenizer=runs/main/tokenizer.model \
     --batch_size=8 --steps=50 --checkpoint_every=10 --output_dir=/tmp/run
 KERAS_BACKEND=tensorflow python -m training.train --model=S \
     --data='gs://bucket/train-*.tfrecord' --tokenizer=tokenizer.model \
