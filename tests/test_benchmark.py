@@ -95,13 +95,19 @@ def test_pretraining_step_flops_match_hand_count():
     student = (encoder[28] + 2 * encoder[14] + captions + 2 * cls_head
                + 4 * patch_head)
     teacher = encoder[28] + cls_head + 4 * patch_head
-    assert flops.pretraining_step_flops(vision, text, config, 3) == (
-        3 * (3 * student + teacher)
-    )
-    # An unmasked student pass for the contrastive CLS: one more encoder.
+    # Contrastive CLS from the masked pass: no unmasked student pass.
     assert flops.pretraining_step_flops(
-        vision, text, config, 1, contrastive_on_masked_view=False
-    ) == 3 * (student + encoder[28]) + teacher
+        vision, text, config, 3, contrastive_on_masked_view=True
+    ) == 3 * (3 * student + teacher)
+    # Default: an unmasked student pass for the contrastive CLS.
+    assert flops.pretraining_step_flops(vision, text, config, 1) == (
+        3 * (student + encoder[28]) + teacher
+    )
+    # Head-only EMA: that unmasked pass is also the teacher's.
+    v2 = config.replace(head_only_ema=True)
+    assert flops.pretraining_step_flops(vision, text, v2, 1) == (
+        3 * (student + encoder[28]) + teacher - encoder[28]
+    )
 
 
 @pytest.mark.skipif(

@@ -678,3 +678,42 @@ def test_benchmark_tool_runs_small():
     assert result["images_per_s"] > 0 and result["batches_per_s"] > 0
     assert result["tokenizer"] == "hashing"
     assert result["records_dropped"] == 0 and result["records_read"] >= 12
+
+
+def _two_colour_shard(tmp_path, count):
+    """`count` records of an 80 px image: red left half, blue right half."""
+    image = np.zeros((80, 80, 3), np.uint8)
+    image[:, :40] = (220, 30, 35)
+    image[:, 40:] = (35, 75, 225)
+    records = [
+        _example(_encode(image, "PNG"), [b"a red square"], [b"red left, blue right"],
+                 str(i).encode())
+        for i in range(count)
+    ]
+    return _write(tmp_path / "two_colour.tfrecord", records)
+
+
+@pytest.mark.parametrize("caption_safe", [True, False])
+def test_caption_safe_global_crop_keeps_colours_and_sides(tmp_path, tokenizer, caption_safe):
+    pattern = _two_colour_shard(tmp_path, 48)
+    dataset = data.make_pretraining_dataset(
+        pattern, tokenizer, batch_size=48, global_crop_size=56,
+        local_crop_size=28, num_local_crops=1, global_crop_scale=(0.85, 1.0),
+        # Solarize and blur every global crop unless caption-safe forbids it.
+        global_solarize_probability=1.0, global_blur_probability=1.0,
+        caption_safe_global_crop=caption_safe, shuffle_buffer=0, seed=3,
+        sequence_length=SEQUENCE_LENGTH, repeat=False,
+    )
+    views = np.asarray(next(iter(dataset))["global_images"])
+    red = np.array([220, 30, 35]) / 255.0
+    blue = np.array([35, 75, 225]) / 255.0
+    # The crop spans both halves; its outer columns are far from the edge
+    # between them, so they keep the exact colours unless augmented.
+    left_is_red = np.abs(views[:, :, 0] - red).max(axis=(1, 2)) < 0.02
+    right_is_blue = np.abs(views[:, :, -1] - blue).max(axis=(1, 2)) < 0.02
+    kept = left_is_red & right_is_blue
+    if caption_safe:
+        assert kept.all(), np.flatnonzero(~kept)
+    else:
+        # Solarization alone changes every view: the check can fail.
+        assert not kept.any()

@@ -626,3 +626,73 @@ def test_losses_trace_in_compiled_functions(rng):
         pytest.skip("No graph compilation tested on the torch backend.")
     got = to_float(compiled(image, text, valid, student, teacher, mask))
     np.testing.assert_allclose(got, eager, rtol=1e-5)
+
+
+# ---------------------------------------------------------------------------
+# Sinkhorn-Knopp teacher targets (DINOv2).
+
+
+def _sinkhorn_reference(logits, temperature, iterations):
+    """DINOv2's `sinkhorn_knopp_teacher`, written on the (K, B) transpose."""
+    q = np.exp(np.asarray(logits, "float64") / temperature).T
+    rows, prototypes = q.shape[1], q.shape[0]
+    q /= q.sum()
+    for _ in range(iterations):
+        q /= q.sum(axis=1, keepdims=True)
+        q /= prototypes
+        q /= q.sum(axis=0, keepdims=True)
+        q /= rows
+    return (q * rows).T
+
+
+def test_sinkhorn_knopp_matches_the_dinov2_algorithm(rng):
+    logits = np.tanh(rng.normal(size=(12, 40))).astype("float32")
+    for iterations in (1, 3):
+        got = ops.convert_to_numpy(
+            losses.sinkhorn_knopp_probabilities(logits, 0.07, iterations))
+        np.testing.assert_allclose(
+            got, _sinkhorn_reference(logits, 0.07, iterations), rtol=1e-4, atol=1e-9)
+        np.testing.assert_allclose(got.sum(axis=1), 1.0, rtol=1e-5)
+
+
+def test_sinkhorn_knopp_balances_prototypes_where_softmax_does_not(rng):
+    # Every row prefers prototype 0: softmax gives it nearly all the mass,
+    # Sinkhorn-Knopp spreads the batch over the prototypes.
+    logits = (0.2 * np.tanh(rng.normal(size=(64, 16)))).astype("float32")
+    logits[:, 0] += 0.5
+    softmax = ops.convert_to_numpy(
+        losses.teacher_probabilities(logits, np.zeros(16, "float32"), 0.04))
+    balanced = ops.convert_to_numpy(
+        losses.sinkhorn_knopp_probabilities(logits, 0.04, 10))
+    assert softmax.mean(axis=0)[0] > 0.9
+    np.testing.assert_allclose(balanced.mean(axis=0), 1 / 16, rtol=0.05)
+    # Still sharp per row: far below the uniform entropy ln 16.
+    entropy = -(balanced * np.log(np.maximum(balanced, 1e-30))).sum(1).mean()
+    assert entropy < 0.6 * math.log(16)
+
+
+def test_sinkhorn_knopp_row_weights_and_global_sum(rng):
+    logits = np.tanh(rng.normal(size=(10, 8))).astype("float32")
+    weights = np.array([1, 0, 1, 1, 0, 1, 1, 1, 0, 1], "float32")
+    got = ops.convert_to_numpy(losses.sinkhorn_knopp_probabilities(
+        logits, 0.1, 3, row_weights=weights))
+    np.testing.assert_array_equal(got[weights == 0], 0.0)
+    kept = weights > 0
+    np.testing.assert_allclose(
+        got[kept], _sinkhorn_reference(logits[kept], 0.1, 3), rtol=1e-4, atol=1e-9)
+    # Data parallel: two replicas holding the same rows. With the sums
+    # all-reduced (here: twice the local sum), each replica's targets are
+    # its rows of the targets of the whole (duplicated) batch.
+    replica = ops.convert_to_numpy(losses.sinkhorn_knopp_probabilities(
+        logits, 0.1, 3, global_sum=lambda x: 2 * x))
+    whole = ops.convert_to_numpy(losses.sinkhorn_knopp_probabilities(
+        np.concatenate([logits, logits]), 0.1, 3))
+    np.testing.assert_allclose(replica, whole[:10], rtol=1e-5, atol=1e-9)
+
+
+def test_sinkhorn_knopp_rejects_bad_arguments(rng):
+    logits = ops.convert_to_tensor(np.tanh(rng.normal(size=(4, 6))).astype("float32"))
+    with pytest.raises(ValueError, match="num_iterations"):
+        losses.sinkhorn_knopp_probabilities(logits, 0.1, 0)
+    with pytest.raises(ValueError, match="teacher_logits"):
+        losses.sinkhorn_knopp_probabilities(ops.zeros((2, 3, 4)), 0.1)

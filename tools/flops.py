@@ -135,16 +135,18 @@ def projection_head_flops(input_dim, hidden_dim, bottleneck_dim, num_layers,
 
 
 def pretraining_step_flops(vision_config, text_config, config, batch_size,
-                           contrastive_on_masked_view=True):
+                           contrastive_on_masked_view=False):
     """FLOPs of one `TIPSPretrainer` step (forward and backward).
 
     Per example the step runs, with gradients, the student vision encoder
     on the (masked) global crop and on every local crop, the text encoder on
     the noisy and the synthetic caption, the CLS head on the local crops'
     CLS tokens and the patch head on the global crop's patch tokens (plus
-    an unmasked global pass when `contrastive_on_masked_view=False`); and,
-    without gradients, the EMA teacher's vision encoder on the global crop
-    and its CLS and patch heads. A backward pass costs twice its forward
+    an unmasked global pass for the contrastive loss unless
+    `contrastive_on_masked_view`); and, without gradients, the EMA teacher's
+    vision encoder on the global crop (none with `head_only_ema` when the
+    unmasked student pass serves as the teacher's) and its CLS and patch
+    heads. A backward pass costs twice its forward
     (gradients of the inputs and of the weights), so the trained parts
     count 3x their forward FLOPs and the teacher 1x.
 
@@ -206,8 +208,11 @@ def pretraining_step_flops(vision_config, text_config, config, batch_size,
     )
     if not contrastive_on_masked_view:
         student += encoder(global_size)
+    teacher_encoder = encoder(global_size)
+    if config.head_only_ema and not contrastive_on_masked_view:
+        teacher_encoder = 0
     teacher = (
-        encoder(global_size)
+        teacher_encoder
         + head(config.cls_num_prototypes, 1)
         + head(patch_prototypes, patches)
     )

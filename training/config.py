@@ -30,6 +30,7 @@ from typing import Tuple
 
 RECIPES = ("tips", "tips_v2")
 MASK_MODES = ("random", "block")
+TEACHER_CENTERINGS = ("sinkhorn_knopp", "softmax")
 
 # Fields that differ between recipes; everything else is shared.
 _RECIPE_DEFAULTS = {
@@ -71,11 +72,18 @@ class PretrainConfig:
         patch_size: ViT patch size in pixels; every crop size must be a
             multiple of it.
         text_max_length: text encoder sequence length (tokens).
-        caption_safe_global_crop: no flip / colour jitter / grayscale on the
-            global crop, for captions that name colours and positions.
+        caption_safe_global_crop: no flip / colour jitter / grayscale /
+            solarization on the global crop, for captions that name colours
+            and positions.
         hidden_dim, num_layers, num_heads, mlp_dim, text_num_layers:
             architecture overrides; `None` takes the value of
             `model_variant` (for custom models, e.g. the scenes preset).
+        layer_scale_init: initial LayerScale value of the vision blocks
+            (1e-5, DINOv2's value for deep models trained for hundreds of
+            thousands of steps). With 1e-5 every residual branch starts
+            muted, so at step 0 the CLS token is the same for every image;
+            shallow models trained briefly use a larger value (the scenes
+            miniature: 1.0).
 
     Crops (multi-crop augmentation):
         global_crop_size: side of the global crop (224). The student and the
@@ -117,10 +125,18 @@ class PretrainConfig:
         teacher_temperature_end: teacher temperature after warm-up (0.07).
         teacher_temperature_warmup_steps: linear warm-up length (DINOv2: 30
             epochs).
-        center_momentum: momentum of the teacher-logit centers (0.9).
+        teacher_centering: how teacher logits become targets.
+            `"sinkhorn_knopp"` (DINOv2; default): Sinkhorn-Knopp
+            equipartition over the batch (`losses.sinkhorn_knopp_probabilities`),
+            sharp and diverse targets from the first step. `"softmax"`
+            (DINO / iBOT): subtract the running center, then a softmax.
+        sinkhorn_iterations: Sinkhorn-Knopp rounds (3, as DINOv2).
+        center_momentum: momentum of the teacher-logit centers (0.9; used
+            by `"softmax"` centering).
 
     EMA teacher:
-        ema_momentum_start: EMA momentum at step 0 (0.994; DINOv2 g: 0.992).
+        ema_momentum_start: EMA momentum at step 0 (0.994, DINOv2's ViT-g
+            value; DINOv2's default config uses 0.992).
         ema_momentum_end: EMA momentum at `total_steps` (1.0), cosine.
         head_only_ema: TIPSv2 head-only EMA: only the projection heads have
             an EMA copy, the teacher backbone is the student backbone.
@@ -176,6 +192,7 @@ class PretrainConfig:
     num_heads: Optional[int] = None
     mlp_dim: Optional[int] = None
     text_num_layers: Optional[int] = None
+    layer_scale_init: float = 1e-5
 
     # Crops.
     global_crop_size: int = 224
@@ -205,6 +222,8 @@ class PretrainConfig:
     teacher_temperature_start: float = 0.04
     teacher_temperature_end: float = 0.07
     teacher_temperature_warmup_steps: int = 10_000
+    teacher_centering: str = "sinkhorn_knopp"
+    sinkhorn_iterations: int = 3
     center_momentum: float = 0.9
 
     # EMA teacher.
@@ -441,6 +460,12 @@ class PretrainConfig:
             self._fail("recipe", f"must be one of {list(RECIPES)}")
         if self.mask_mode not in MASK_MODES:
             self._fail("mask_mode", f"must be one of {list(MASK_MODES)}")
+        if self.teacher_centering not in TEACHER_CENTERINGS:
+            self._fail(
+                "teacher_centering", f"must be one of {list(TEACHER_CENTERINGS)}"
+            )
+        if self.sinkhorn_iterations < 1:
+            self._fail("sinkhorn_iterations", "must be >= 1")
 
         for name in (
             "patch_size",
@@ -507,6 +532,7 @@ class PretrainConfig:
             )
 
         for name in (
+            "layer_scale_init",
             "student_temperature",
             "teacher_temperature_start",
             "teacher_temperature_end",

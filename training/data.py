@@ -735,8 +735,8 @@ def make_pretraining_dataset(
         local_blur_probability: float, blur probability of local crops.
         global_solarize_probability: float, solarization probability of the
             global crop.
-        caption_safe_global_crop: bool. No flip, colour jitter or grayscale
-            on the global crop, so captions naming colours and left/right
+        caption_safe_global_crop: bool. No flip, colour jitter, grayscale
+            or solarization on the global crop, so captions naming colours and left/right
             positions stay true of it (local crops keep full DINO
             augmentation).
         shuffle_buffer: int, record shuffle buffer, in serialized records
@@ -859,13 +859,17 @@ def make_pretraining_dataset(
 
     num_seeds = 3 + num_local_crops
     # Captions describe colours and left/right positions: a caption-safe
-    # global crop (the view contrasted with the captions) keeps them true.
+    # global crop (the view contrasted with the captions) keeps them true:
+    # no flip and nothing that changes colours (jitter, grayscale,
+    # solarization). Blur changes no colour name and stays.
     global_photometric = (
         {"flip_probability": 0.0, "color_jitter_probability": 0.0,
          "grayscale_probability": 0.0}
         if caption_safe_global_crop
         else {}
     )
+    if caption_safe_global_crop:
+        global_solarize_probability = 0.0
 
     def augment(element):
         element_seed = tf.stack(

@@ -92,6 +92,18 @@ def global_mean(x):
     return context.all_reduce(tf.distribute.ReduceOp.MEAN, x)
 
 
+def global_sum(x):
+    """Sum of `x` over replicas. Identity outside a multi-replica
+    `tf.distribute` replica context (under `keras.distribution` the arrays
+    are already global)."""
+    context = _tf_replica_context()
+    if context is None:
+        return x
+    import tensorflow as tf
+
+    return context.all_reduce(tf.distribute.ReduceOp.SUM, x)
+
+
 def model_parallel_layout_map(device_mesh, model_axis="model"):
     """`keras.distribution.LayoutMap` sharding the big TIPS kernels.
 

@@ -25,7 +25,8 @@ class ProjectionHead(keras.layers.Layer):
     3. a linear layer without bias onto the prototypes, weight-normalized:
        each prototype (column of the `prototypes` weight, shape
        `(bottleneck_dim, num_prototypes)`) is divided by its L2 norm and the
-       weight-norm gain is fixed to 1 (DINOv2 keeps `weight_g` frozen at 1).
+       weight-norm gain is fixed to 1. (DINO v1 freezes `weight_g` at 1 with
+       `norm_last_layer=True`; DINOv2 only initialises it to 1 and trains it.)
 
     Steps 2 and 3 make every logit a cosine similarity in [-1, 1]. Gradients
     reach the raw `prototypes` weight through the normalization, exactly like

@@ -224,6 +224,76 @@ def teacher_probabilities(teacher_logits, center, temperature):
     return ops.stop_gradient(probs)
 
 
+def sinkhorn_knopp_probabilities(
+    teacher_logits,
+    temperature,
+    num_iterations=3,
+    row_weights=None,
+    global_sum=None,
+):
+    """Sinkhorn-Knopp teacher targets (SwAV; DINOv2's teacher "centering").
+
+    Instead of centering and a softmax per row, the targets are the
+    `exp(t / temperature)` matrix scaled alternately so that every prototype
+    receives the same total mass over the batch and every row sums to one
+    (`num_iterations` rounds, 3 in DINOv2). Rows therefore cannot all pick
+    the same prototypes, even when the teacher's outputs are nearly equal
+    (as at initialisation): the targets are sharp and diverse from the
+    first step, where softmax-centering gives near-uniform targets.
+
+    The logits must be bounded by 1 (the cosine logits of
+    `training.heads.ProjectionHead`): the exponent is shifted by
+    `1 / temperature`, a constant that the normalisation cancels.
+
+    Args:
+        teacher_logits: `(M, K)` teacher head outputs (the rows of the
+            whole batch: images for the CLS head, patches for the patch
+            head).
+        temperature: scalar > 0, the teacher temperature.
+        num_iterations: int >= 1, Sinkhorn-Knopp rounds.
+        row_weights: optional `(M,)` 0/1 tensor; rows with weight 0 take no
+            part (and get all-zero targets), e.g. the visible patches in
+            iBOT, which DINOv2 leaves out of the patch targets' batch.
+        global_sum: optional function summing a tensor over data-parallel
+            replicas (`training.distribution.global_sum`), so that the
+            prototype marginals are those of the global batch.
+
+    Returns:
+        float32 `(M, K)` targets without gradient; kept rows sum to 1.
+
+    Example:
+    ```python
+    targets = sinkhorn_knopp_probabilities(teacher_cls_logits, 0.07)
+    loss = distillation_loss(local_cls_logits, targets, 0.1)
+    ```
+    """
+    if isinstance(num_iterations, bool) or int(num_iterations) != num_iterations \
+            or num_iterations < 1:
+        raise ValueError(
+            f"`num_iterations` must be a positive int. Received: {num_iterations!r}."
+        )
+    if global_sum is None:
+        global_sum = lambda x: x  # noqa: E731
+    logits = ops.stop_gradient(_to_float32(teacher_logits))
+    _check_rank(logits, (2,), "teacher_logits")
+    temperature = _to_float32(temperature)
+    num_prototypes = logits.shape[-1]
+    if row_weights is None:
+        row_weights = ops.ones(ops.shape(logits)[:1], "float32")
+    row_weights = ops.stop_gradient(_to_float32(row_weights))
+    _check_rank(row_weights, (1,), "row_weights")
+    tiny = 1e-30
+    q = ops.exp((logits - 1.0) / temperature) * row_weights[:, None]
+    q = q / ops.maximum(global_sum(ops.sum(q)), tiny)
+    num_rows = ops.maximum(global_sum(ops.sum(row_weights)), 1.0)
+    for _ in range(int(num_iterations)):
+        prototype_mass = global_sum(ops.sum(q, axis=0, keepdims=True))
+        q = q / ops.maximum(prototype_mass, tiny) / num_prototypes
+        row_mass = ops.sum(q, axis=1, keepdims=True)
+        q = q / ops.maximum(row_mass, tiny) / num_rows
+    return ops.stop_gradient(q * num_rows)
+
+
 def _cross_entropy(teacher_probs, student_logits, student_temperature):
     """`-sum_k p_k log softmax(s / tau)_k` over the last axis."""
     log_probs = ops.log_softmax(student_logits / student_temperature, axis=-1)

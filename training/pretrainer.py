@@ -24,13 +24,30 @@ Losses (TIPS paper; TIPSv2 changes with `recipe="tips_v2"`):
   second CLS embedding against the synthetic caption, symmetric InfoNCE with
   the learned temperature, negatives over the GLOBAL batch (embeddings are
   all-gathered across `tf.distribute` replicas; under `keras.distribution`
-  the batch already is global);
+  the batch already is global). The CLS embeddings come from an UNMASKED
+  student pass over the global crop, as in both official method diagrams
+  (the masked view feeds only the patch loss; at inference the CLS tokens
+  never see mask tokens). `contrastive_on_masked_view=True` takes them from
+  the masked pass instead (one pass fewer, a train/test mismatch);
 * distillation (DINO): the student's local-crop first-CLS head outputs
   against the teacher's centered, sharpened global-crop distribution;
 * masked (iBOT / iBOT++): the student sees the global crop with the masked
   patches replaced by the mask token; its patch-head outputs predict the
   teacher's patch distributions on the unmasked crop (masked patches; with
   iBOT++ visible ones too, weight `patch_visible_weight`).
+
+Teacher: with a full EMA teacher (`"tips"`) the teacher vision encoder runs
+on the unmasked global crop. With `head_only_ema` (TIPSv2) the teacher
+encoder IS the student encoder, so the student's unmasked pass (the one of
+the contrastive loss) feeds the teacher heads through `stop_gradient`: no
+extra pass.
+
+Diagnostics (logged every step, see `DIAGNOSTIC_KEYS`): mean per-image
+entropy of the teacher targets and of the student distributions, the
+entropy of the batch-mean teacher target (high: no collapse onto few
+prototypes) and the number of distinct prototypes the teacher picks as
+argmax in the batch, for the CLS and the patch heads. A loss stuck at ln K
+with a student entropy of ln K means a uniform student.
 
 `loss = w_noisy * contrastive_noisy + w_synthetic * contrastive_synthetic
 + w_distillation * distillation + w_masked * masked` (0.5, 0.5, 1, 2).
@@ -70,6 +87,20 @@ BATCH_RANKS = {
     "has_synthetic_caption": 1,
 }
 
+# Self-distillation health, per head (`cls`: DINO, `patch`: iBOT), in nats
+# (entropies) and prototypes (`*_prototypes_used`). Computed on the local
+# replica's batch.
+DIAGNOSTIC_KEYS = tuple(
+    f"{head}_{name}"
+    for head in ("cls", "patch")
+    for name in (
+        "teacher_entropy",
+        "teacher_batch_entropy",
+        "student_entropy",
+        "teacher_prototypes_used",
+    )
+)
+
 # Keys of the per-step logs, besides `LOSS_TERMS`.
 LOG_KEYS = (
     "loss",
@@ -79,7 +110,58 @@ LOG_KEYS = (
     "ema_momentum",
     "learning_rate",
     "gradient_norm",
+    *DIAGNOSTIC_KEYS,
 )
+
+
+def _entropy(probabilities, axis=-1):
+    """Entropy in nats of distributions along `axis` (0 log 0 = 0)."""
+    return -ops.sum(
+        probabilities * ops.log(ops.maximum(probabilities, 1e-30)), axis=axis
+    )
+
+
+def _distribution_diagnostics(teacher_probs, student_logits,
+                              student_temperature, row_weights=None):
+    """Entropies and prototype usage of `(M, K)` targets and student logits.
+
+    Only the rows with `row_weights` 1 (those the loss uses; default all)
+    count; without `row_weights` the student may have another number of
+    rows than the teacher (several views per target). Returns
+    a dict with `teacher_entropy` (mean per-row entropy of the targets),
+    `teacher_batch_entropy` (entropy of their mean over rows),
+    `student_entropy` (mean per-row entropy of the student softmax at
+    `student_temperature`) and `teacher_prototypes_used` (distinct argmax
+    prototypes over the rows), all float32 scalars without gradient.
+    """
+    teacher_probs = ops.stop_gradient(ops.cast(teacher_probs, "float32"))
+    student_weights = None
+    if row_weights is None:
+        row_weights = ops.ones(ops.shape(teacher_probs)[:1], "float32")
+    else:
+        student_weights = ops.cast(row_weights, "float32")
+    weights = ops.cast(row_weights, "float32")
+    count = ops.maximum(ops.sum(weights), 1.0)
+    num_prototypes = teacher_probs.shape[-1]
+    student = ops.softmax(
+        ops.stop_gradient(ops.cast(student_logits, "float32"))
+        / student_temperature,
+        axis=-1,
+    )
+    chosen = ops.one_hot(ops.argmax(teacher_probs, axis=-1), num_prototypes)
+    mean_target = ops.sum(teacher_probs * weights[:, None], axis=0) / count
+    return {
+        "teacher_entropy": ops.sum(_entropy(teacher_probs) * weights) / count,
+        "teacher_batch_entropy": _entropy(mean_target),
+        "student_entropy": (
+            ops.mean(_entropy(student))
+            if student_weights is None
+            else ops.sum(_entropy(student) * student_weights) / count
+        ),
+        "teacher_prototypes_used": ops.sum(
+            ops.max(chosen * weights[:, None], axis=0)
+        ),
+    }
 
 
 def _as_config(config):
@@ -134,10 +216,13 @@ class TIPSPretrainer(keras.Model):
         backbone: the student `keras_tips.TIPSBackbone`.
         config: `training.config.PretrainConfig` (or a dict of its fields).
             Head sizes, temperatures, schedules, loss weights, clipping.
-        contrastive_on_masked_view: bool. Whether the contrastive CLS
-            embeddings come from the student's masked global crop (True:
-            one student pass over the global crop, as iBOT does for its CLS
-            loss) or from an extra, unmasked student pass (False).
+        contrastive_on_masked_view: bool. Where the contrastive CLS
+            embeddings come from. False (default, the TIPS method): an
+            unmasked student pass over the global crop, which under
+            `head_only_ema` also feeds the teacher heads. True: the
+            student's masked pass (one pass fewer; the CLS tokens then see
+            mask tokens in training but never at inference, and the
+            contrastive signal is weaker).
         **kwargs: standard `keras.Model` arguments, e.g. `name`.
 
     Example:
@@ -157,7 +242,7 @@ class TIPSPretrainer(keras.Model):
         self,
         backbone,
         config=None,
-        contrastive_on_masked_view=True,
+        contrastive_on_masked_view=False,
         **kwargs,
     ):
         if not isinstance(backbone, TIPSBackbone):
@@ -444,19 +529,20 @@ class TIPSPretrainer(keras.Model):
         patch_mask = ops.cast(batch["patch_mask"], "bool")
         hidden_dim = vision.hidden_dim
 
-        # --- Student on the masked global crop. ---
+        # --- Student on the masked global crop (patch loss only). ---
         student = vision.encode(
             global_images, patch_mask=patch_mask, training=training
         )
         student_patches = ops.reshape(
             student["patch_embeddings"], (ops.shape(global_images)[0], -1, hidden_dim)
         )
+        # --- Student on the unmasked global crop (contrastive loss). ---
+        unmasked = None
         if self.contrastive_on_masked_view:
             contrastive_cls = student["cls_embeddings"]
         else:
-            contrastive_cls = vision.encode(global_images, training=training)[
-                "cls_embeddings"
-            ]
+            unmasked = vision.encode(global_images, training=training)
+            contrastive_cls = unmasked["cls_embeddings"]
 
         # --- Texts: both captions in one pass of the shared encoder. ---
         token_ids = ops.concatenate(
@@ -507,8 +593,16 @@ class TIPSPretrainer(keras.Model):
 
         # --- Teacher on the unmasked global crop, without gradient. ---
         with backend_steps.no_gradient():
-            teacher_encoder = self.teacher_vision_encoder or vision
-            teacher = teacher_encoder.encode(global_images, training=False)
+            if self.teacher_vision_encoder is not None:
+                teacher = self.teacher_vision_encoder.encode(
+                    global_images, training=False
+                )
+            elif unmasked is not None:
+                # Head-only EMA: the teacher encoder is the student encoder,
+                # whose unmasked pass was just computed.
+                teacher = unmasked
+            else:
+                teacher = vision.encode(global_images, training=False)
             teacher_cls = ops.stop_gradient(teacher["cls_embeddings"][:, 0])
             teacher_patches = ops.stop_gradient(
                 ops.reshape(
@@ -522,11 +616,11 @@ class TIPSPretrainer(keras.Model):
             teacher_patch_logits = ops.stop_gradient(
                 ops.cast(self._teacher_patch_head()(teacher_patches), "float32")
             )
-            cls_targets = losses_lib.teacher_probabilities(
-                teacher_cls_logits, self.cls_center, teacher_temperature
-            )
-            patch_targets = losses_lib.teacher_probabilities(
-                teacher_patch_logits, self.patch_center, teacher_temperature
+            cls_targets, patch_targets = self._teacher_targets(
+                teacher_cls_logits,
+                teacher_patch_logits,
+                patch_mask,
+                teacher_temperature,
             )
             cls_logits_mean = distribution.global_mean(
                 ops.mean(teacher_cls_logits, axis=0)
@@ -558,8 +652,15 @@ class TIPSPretrainer(keras.Model):
                 cls_targets,
                 config.student_temperature,
             )
+            student_cls_logits = ops.reshape(
+                local_logits, (-1, config.cls_num_prototypes)
+            )
         else:
             distillation = ops.zeros((), "float32")
+            # Diagnostics only: the student head on the global CLS.
+            student_cls_logits = self.student_cls_head(
+                ops.stop_gradient(student["cls_embeddings"][:, 0])
+            )
 
         # --- Masked image modeling on the student's patch tokens. ---
         student_patch_logits = self._student_patch_head()(student_patches)
@@ -570,6 +671,23 @@ class TIPSPretrainer(keras.Model):
             config.student_temperature,
             visible_weight=config.patch_visible_weight,
         )
+
+        diagnostics = {}
+        patch_rows = ops.reshape(ops.cast(patch_mask, "float32"), (-1,))
+        if config.patch_visible_weight > 0:
+            patch_rows = ops.ones_like(patch_rows)
+        for head, targets, logits, rows in (
+            ("cls", cls_targets, student_cls_logits, None),
+            ("patch", patch_targets, student_patch_logits, patch_rows),
+        ):
+            num_prototypes = targets.shape[-1]
+            targets = ops.reshape(targets, (-1, num_prototypes))
+            logits = ops.reshape(logits, (-1, num_prototypes))
+            values = _distribution_diagnostics(
+                targets, logits, config.student_temperature, rows
+            )
+            for name, value in values.items():
+                diagnostics[f"{head}_{name}"] = value
 
         total = (
             config.contrastive_noisy_weight * contrastive_noisy
@@ -591,8 +709,53 @@ class TIPSPretrainer(keras.Model):
             "ema_momentum": self.ema_momentum(step),
             "cls_logits_mean": cls_logits_mean,
             "patch_logits_mean": patch_logits_mean,
+            **diagnostics,
         }
         return losses, statistics
+
+    def _teacher_targets(self, cls_logits, patch_logits, patch_mask,
+                         temperature):
+        """Teacher CLS `(B, K)` and patch `(B, N, K)` targets.
+
+        Sinkhorn-Knopp (default) or softmax centering, see
+        `PretrainConfig.teacher_centering`. With Sinkhorn-Knopp the patch
+        targets are balanced over the patches the loss uses: the masked
+        ones (iBOT), or all of them when visible patches count too
+        (iBOT++).
+        """
+        config = self.config
+        if config.teacher_centering == "softmax":
+            return (
+                losses_lib.teacher_probabilities(
+                    cls_logits, self.cls_center, temperature
+                ),
+                losses_lib.teacher_probabilities(
+                    patch_logits, self.patch_center, temperature
+                ),
+            )
+        cls_targets = losses_lib.sinkhorn_knopp_probabilities(
+            cls_logits,
+            temperature,
+            config.sinkhorn_iterations,
+            global_sum=distribution.global_sum,
+        )
+        batch, patches, prototypes = (
+            ops.shape(patch_logits)[0],
+            ops.shape(patch_logits)[1],
+            patch_logits.shape[-1],
+        )
+        row_weights = None
+        if config.patch_visible_weight == 0:
+            row_weights = ops.reshape(ops.cast(patch_mask, "float32"), (-1,))
+        patch_targets = losses_lib.sinkhorn_knopp_probabilities(
+            ops.reshape(patch_logits, (-1, prototypes)),
+            temperature,
+            config.sinkhorn_iterations,
+            row_weights=row_weights,
+            global_sum=distribution.global_sum,
+        )
+        patch_targets = ops.reshape(patch_targets, (batch, patches, prototypes))
+        return cls_targets, patch_targets
 
     def compute_losses(self, batch, training=False):
         """Every loss term of `batch`: a dict of float32 scalars.
@@ -705,6 +868,8 @@ class TIPSPretrainer(keras.Model):
         values["ema_momentum"] = statistics["ema_momentum"]
         values["learning_rate"] = learning_rate
         values["gradient_norm"] = gradient_norm
+        for key in DIAGNOSTIC_KEYS:
+            values[key] = statistics[key]
         return {
             key: ops.stop_gradient(ops.cast(values[key], "float32"))
             for key in LOG_KEYS

@@ -179,7 +179,8 @@ def ema_momentum_schedule(
 ):
     """Teacher EMA momentum: cosine from `base_momentum` to `final_momentum`.
 
-    DINOv2 uses 0.992 (ViT-g) or 0.994 to 1.0 over the whole training.
+    DINOv2 uses 0.992 (its default config) or 0.994 (ViT-g) to 1.0 over the
+    whole training.
 
     Example:
     ```python
