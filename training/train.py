@@ -55,6 +55,8 @@ from training import distribution as distribution_lib
 from training.checkpointing import CheckpointCallback
 from training.checkpointing import CheckpointManager
 from training.config import PretrainConfig
+from training.metrics_log import MetricsLogger
+from training.metrics_log import PeriodicEvaluation
 from training.pretrainer import LOSS_TERMS
 from training.pretrainer import TIPSPretrainer
 from training.schedules import WarmupCosineDecay
@@ -254,8 +256,8 @@ def build_backbone(config, vocabulary_size):
     """A freshly initialized student `TIPSBackbone` for `config.model_variant`.
 
     `"tiny"` is `TINY_ARCHITECTURE`; the released sizes use
-    `keras_tips.variants`, with LayerScale initialized at 1e-5 (DINOv2) for
-    training from scratch. The position-embedding grid matches the global
+    `keras_tips.variants`. LayerScale starts at `config.layer_scale_init`
+    (1e-5 by default, as DINOv2 for training from scratch). The position-embedding grid matches the global
     crop (TIPS) or is 32 (TIPSv2).
 
     Args:
@@ -278,6 +280,7 @@ def build_backbone(config, vocabulary_size):
             "mlp_dim": arch["mlp_dim"],
             "patch_size": config.patch_size,
             "position_grid_size": grid,
+            "layer_scale_init": config.layer_scale_init,
         }
         text = {
             "hidden_dim": arch["hidden_dim"],
@@ -288,7 +291,7 @@ def build_backbone(config, vocabulary_size):
     else:
         position_grid = 32 if config.recipe == "tips_v2" else grid
         vision = variants.vision_config(size, position_grid_size=position_grid)
-        vision["layer_scale_init"] = 1e-5
+        vision["layer_scale_init"] = config.layer_scale_init
         vision["patch_size"] = config.patch_size
         text = variants.text_config(size)
         text.pop("vocabulary_size")
@@ -552,6 +555,20 @@ class TrainingResult:
     history: list = dataclasses.field(default_factory=list)
 
 
+def _scene_evaluator(eval_data, tokenizer, config):
+    """`backbone -> metrics` on held-out scenes (`training.evaluation`)."""
+
+    def evaluate(backbone):
+        from training.evaluation import evaluate_scenes
+
+        metrics, _ = evaluate_scenes(
+            backbone, tokenizer, eval_data, config.global_crop_size
+        )
+        return metrics
+
+    return evaluate
+
+
 def run_training(
     config,
     output_dir,
@@ -568,6 +585,9 @@ def run_training(
     callbacks=(),
     verbose="auto",
     save_preset=True,
+    tensorboard=False,
+    eval_data=None,
+    eval_every=0,
 ):
     """Trains `config` with `fit`, checkpointing to `output_dir`.
 
@@ -595,6 +615,14 @@ def run_training(
         callbacks: extra Keras callbacks.
         verbose: `fit` verbosity.
         save_preset: bool. Save the final student with `save_to_preset`.
+        tensorboard: bool. Also write the per-step metrics as TensorBoard
+            event files under `<output_dir>/tensorboard`. (They always go
+            to `<output_dir>/metrics.jsonl`, see `training.metrics_log`.)
+        eval_data: optional glob of held-out scene shards (with
+            segmentation masks, see `tools/make_scenes.py`), evaluated
+            every `eval_every` steps with `training.evaluation` and logged
+            as `eval/<metric>`.
+        eval_every: int, steps between evaluations (0: never).
 
     Returns:
         `TrainingResult`.
@@ -669,6 +697,21 @@ def run_training(
         extra={"config": config.to_dict()},
     )
     history = LogHistory()
+    metrics_logger = MetricsLogger(
+        output_dir, config.batch_size, initial_step=start_step,
+        tensorboard=tensorboard,
+    )
+    run_callbacks = [metrics_logger]
+    if eval_data and eval_every:
+        if tokenizer is None:
+            raise ValueError("`eval_data` needs the `tokenizer`.")
+        run_callbacks.append(
+            PeriodicEvaluation(
+                _scene_evaluator(eval_data, tokenizer, config),
+                eval_every,
+                metrics_logger,
+            )
+        )
     step = start_step
     for first, end, crop_size in _phases(config):
         if step >= end:
@@ -680,7 +723,10 @@ def run_training(
             dataset,
             epochs=1,
             steps_per_epoch=end - step,
-            callbacks=[guard, checkpoint_callback, history, *callbacks],
+            callbacks=[
+                guard, checkpoint_callback, history, *run_callbacks,
+                *callbacks,
+            ],
             verbose=verbose,
         )
         step = checkpoint_callback.step
@@ -747,6 +793,17 @@ def _define_flags():
     flags.DEFINE_integer("keep_checkpoints", 3, "Checkpoints kept.")
     flags.DEFINE_string("init_preset", None, "Initialize the student from a preset.")
     flags.DEFINE_integer("verbose", 1, "fit verbosity (0, 1: progress bar, 2).")
+    flags.DEFINE_bool(
+        "tensorboard", False,
+        "Also write the per-step metrics as TensorBoard event files "
+        "(<output_dir>/tensorboard); they always go to metrics.jsonl.",
+    )
+    flags.DEFINE_multi_string(
+        "eval_data", None, "Held-out scene shards (glob) to evaluate on."
+    )
+    flags.DEFINE_integer(
+        "eval_every", 0, "Steps between held-out evaluations (0: never)."
+    )
     flags.mark_flags_as_required(["data", "tokenizer", "output_dir"])
     return flags.FLAGS
 
@@ -811,6 +868,9 @@ def main(argv):
             keep_checkpoints=FLAGS.keep_checkpoints,
             init_preset=FLAGS.init_preset,
             verbose=FLAGS.verbose,
+            tensorboard=FLAGS.tensorboard,
+            eval_data=FLAGS.eval_data,
+            eval_every=FLAGS.eval_every,
         )
     except TrainingInterrupted as interrupted:
         logger.warning("%s", interrupted)
