@@ -1,8 +1,13 @@
 """Evaluate a TIPS preset on held-out synthetic scenes.
 
 Prints a results table (zero-shot classification, retrieval recall,
-zero-shot and linear-probe segmentation mIoU), writes the metrics as JSON
-and a PCA-of-patch-features picture of a few scenes.
+zero-shot and linear-probe segmentation mIoU) with, in the same table, the
+same metrics for the same architecture at initialisation (random weights),
+the trivial answers (all background, majority class, chance recall) and the
+ceiling of a perfect per-patch labelling at the model's patch grid; writes
+the metrics as JSON and a PCA-of-patch-features picture of a few scenes.
+With `--train_dir` the table also gets the self-distillation losses at the
+end of training against ln K (from the run's `metrics.jsonl`).
 
 Usage:
     python -m tools.evaluate --preset runs/main/train/preset \
@@ -61,6 +66,35 @@ def save_pca_picture(features, path, count=4):
     return path
 
 
+def self_distillation_summary(train_dir, last=20):
+    """Mean DINO and iBOT losses over the `last` logged steps, against ln K.
+
+    Reads `<train_dir>/metrics.jsonl` and `<train_dir>/config.json`;
+    returns {} when the run has no log.
+    """
+    import math
+
+    from training.metrics_log import read_metrics
+
+    path = os.path.join(train_dir, "metrics.jsonl")
+    if not os.path.exists(path):
+        return {}
+    steps = [r for r in read_metrics(path) if "distillation" in r][-last:]
+    with open(os.path.join(train_dir, "config.json")) as file:
+        config = json.load(file)
+    if not steps:
+        return {}
+    if config.get("cls_num_prototypes") != config.get("patch_num_prototypes"):
+        raise ValueError("The CLS and patch heads have different K.")
+    ln_k = math.log(config["cls_num_prototypes"])
+    summary = {"steps": f"{steps[0]['step']}-{steps[-1]['step']}", "ln_k": ln_k}
+    for term in ("distillation", "masked"):
+        value = float(np.mean([r[term] for r in steps]))
+        summary[term] = value
+        summary[f"{term}_over_ln_k"] = value / ln_k
+    return summary
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", required=True, help="preset dir or name")
@@ -70,10 +104,14 @@ def main(argv=None):
                         help="default: the preset's image converter size")
     parser.add_argument("--max_scenes", type=int, default=None)
     parser.add_argument("--batch_size", type=int, default=32)
+    parser.add_argument("--train_dir", default=None,
+                        help="training run directory (metrics.jsonl, config.json)")
+    parser.add_argument("--no_baselines", action="store_true",
+                        help="skip the random-weights and trivial rows")
     args = parser.parse_args(argv)
 
     import keras_tips
-    from training.evaluation import evaluate_scenes
+    from training import evaluation
 
     try:
         backbone = keras_tips.TIPSBackbone.from_preset(args.preset)
@@ -86,13 +124,41 @@ def main(argv=None):
                 image_size = int(converter.image_size[0])
             except Exception:  # presets without an image converter
                 image_size = 224
-        metrics, features = evaluate_scenes(
+        metrics, features = evaluation.evaluate_scenes(
             backbone, tokenizer, args.data, image_size,
             batch_size=args.batch_size, max_scenes=args.max_scenes)
+        rows = [dict(metrics, model="trained")]
+        if not args.no_baselines:
+            random_backbone = evaluation.random_weights_like(backbone)
+            random_metrics, _ = evaluation.evaluate_scenes(
+                random_backbone, tokenizer, args.data, image_size,
+                batch_size=args.batch_size, max_scenes=args.max_scenes)
+            rows.append(dict(random_metrics, model="random weights (same architecture)"))
+            trivial = evaluation.trivial_baselines(features)
+            rows.append(dict(trivial["all_background"],
+                             model="all background / majority / chance"))
+            rows.append(dict(trivial["patch_grid_ceiling"],
+                             model="perfect per-patch labels (ceiling)"))
+            metrics["baselines"] = {
+                "random_weights": random_metrics, **trivial}
     except (OSError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    print(format_table([metrics], (("num_scenes", "scenes"),) + METRIC_COLUMNS))
+    print(format_table(rows, (("model", "model"),) + METRIC_COLUMNS))
+    print(f"{metrics['num_scenes']} held-out scenes; the linear probe fits "
+          "on the first half and scores the second.")
+    if args.train_dir:
+        losses = self_distillation_summary(args.train_dir)
+        if losses:
+            metrics["final_losses"] = losses
+            print(format_table([losses], (
+                ("steps", "last steps"),
+                ("distillation", "DINO loss"),
+                ("masked", "iBOT loss"),
+                ("ln_k", "ln K"),
+                ("distillation_over_ln_k", "DINO / ln K"),
+                ("masked_over_ln_k", "iBOT / ln K"),
+            )))
     if args.output_dir:
         os.makedirs(args.output_dir, exist_ok=True)
         with open(os.path.join(args.output_dir, "metrics.json"), "w") as file:

@@ -7,7 +7,14 @@ Four measurements, each from frozen features of one model:
 - zero-shot semantic segmentation mIoU from value-attention patch
   embeddings against one text embedding per class (background included);
 - linear-probe segmentation mIoU: a softmax classifier on frozen patch
-  embeddings, fitted on one half of the scenes and scored on the other.
+  embeddings, fitted to convergence on one half of the scenes (its L2
+  penalty chosen by cross-validation on that half only) and scored on the
+  other.
+
+Beside a model's numbers, `trivial_baselines` gives what needs no model
+(all-background segmentation, majority class, chance recall, and the
+ceiling of a perfect per-patch labelling at the patch grid), and
+`random_weights_like` the same architecture at initialisation.
 """
 
 import dataclasses
@@ -165,54 +172,203 @@ def zero_shot_segmentation_miou(features, class_embeddings):
     return mean_iou(predictions, features.segmentation, len(class_embeddings))
 
 
-def patch_labels(segmentation, grid):
-    """Majority class of each patch cell of the segmentation masks."""
+def patch_labels(segmentation, grid, num_classes=None):
+    """Majority class of each patch cell of the segmentation masks.
+
+    Ties go to the smaller class id. `num_classes` defaults to the largest
+    id present plus one.
+    """
     n, height, width = segmentation.shape
     gh, gw = grid
     cells = segmentation[:, : gh * (height // gh), : gw * (width // gw)]
     cells = cells.reshape(n, gh, height // gh, gw, width // gw)
     cells = cells.transpose(0, 1, 3, 2, 4).reshape(n, gh, gw, -1)
-    num_classes = int(segmentation.max()) + 1
+    if num_classes is None:
+        num_classes = int(segmentation.max()) + 1
     counts = np.stack([(cells == k).sum(-1) for k in range(num_classes)], -1)
     return counts.argmax(-1)
 
 
-def fit_softmax_probe(x, y, num_classes, steps=300, learning_rate=0.5,
-                      l2=1e-4):
-    """Multinomial logistic regression by full-batch gradient descent."""
+PROBE_L2_CANDIDATES = (1e-4, 1e-3, 1e-2, 1e-1)
+PROBE_FOLDS = 3
+
+
+def _standardize(x):
     mean, std = x.mean(0), x.std(0)
     # Near-constant channels are not blown up into noise by standardizing.
     std = np.maximum(std, 1e-2 * std.max() + 1e-8)
-    x = (x - mean) / std
-    weights = np.zeros((x.shape[1], num_classes), "float64")
-    bias = np.zeros(num_classes, "float64")
+    return mean, std
+
+
+def _newton_softmax(z, onehot, sample_weight, penalty, weights, tolerance,
+                    max_iterations):
+    """Minimises the weighted, L2-penalised softmax cross-entropy.
+
+    Newton's method with the exact Hessian (Cholesky) and backtracking:
+    the problem is strictly convex, so it converges quadratically to the
+    unique minimiser from any start (`weights`, `(P, C)`).
+    """
+    num_features, num_classes = weights.shape
+
+    def loss_and_probs(w):
+        logits = z @ w
+        logits -= logits.max(1, keepdims=True)
+        log_probs = logits - np.log(np.exp(logits).sum(1, keepdims=True))
+        loss = -(sample_weight * (onehot * log_probs).sum(1)).sum()
+        return loss + 0.5 * (penalty * w ** 2).sum(), np.exp(log_probs)
+
+    loss, probs = loss_and_probs(weights)
+    for _ in range(max_iterations):
+        gradient = z.T @ ((probs - onehot) * sample_weight[:, None])
+        gradient += penalty * weights
+        if np.abs(gradient).max() < tolerance:
+            return weights
+        # The Hessian blocks Z^T diag(w p_a (1[a = b] - p_b)) Z in one
+        # float32 product (an inexact Newton step still converges to the
+        # float64 gradient's zero).
+        pairs = [(a, b) for a in range(num_classes) for b in range(a, num_classes)]
+        coefficients = np.stack([
+            sample_weight * probs[:, a] * (float(a == b) - probs[:, b])
+            for a, b in pairs
+        ], axis=1)
+        z32 = z.astype("float32")
+        scaled = (z32[:, None, :] * coefficients[:, :, None].astype("float32"))
+        blocks = scaled.reshape(len(z), -1).T @ z32
+        blocks = blocks.reshape(len(pairs), num_features, num_features)
+        hessian = np.zeros((num_classes, num_features, num_classes, num_features))
+        for (a, b), block in zip(pairs, blocks.astype("float64")):
+            hessian[a, :, b, :] = block
+            hessian[b, :, a, :] = block.T
+        hessian = hessian.reshape(num_classes * num_features, -1)
+        hessian[np.diag_indices_from(hessian)] += np.tile(
+            penalty[:, 0], num_classes)
+        step = np.linalg.solve(hessian, gradient.T.reshape(-1))
+        step = step.reshape(num_classes, num_features).T
+        decrease = (gradient * step).sum()
+        size = 1.0
+        while True:
+            candidate = weights - size * step
+            new_loss, new_probs = loss_and_probs(candidate)
+            if new_loss <= loss - 1e-4 * size * decrease or size < 1e-10:
+                break
+            size *= 0.5
+        weights, loss, probs = candidate, new_loss, new_probs
+    raise RuntimeError(
+        f"The linear probe did not converge in {max_iterations} Newton "
+        f"steps (largest gradient entry {np.abs(gradient).max():.2e})."
+    )
+
+
+def fit_softmax_probe(x, y, num_classes, l2=1e-3, tolerance=1e-9,
+                      max_iterations=100, initial=None, return_weights=False):
+    """Class-balanced multinomial logistic regression, fitted to convergence.
+
+    The problem is strictly convex (L2 penalty `l2` on the weights and,
+    1000x weaker, on the biases, over standardized features), so it has one
+    minimiser; Newton's method in float64 runs until the gradient's largest
+    entry is below `tolerance` (a `RuntimeError` if `max_iterations` steps
+    do not get there). The result therefore depends only on the features,
+    not on the backend that computed them or on a step count.
+
+    Args:
+        x: `(M, D)` features.
+        y: `(M,)` int labels in `[0, num_classes)`.
+        num_classes: int.
+        l2: float > 0, penalty per unit of squared weight (the data term is
+            the class-balanced weighted mean cross-entropy).
+        tolerance: float, convergence threshold of the gradient.
+        max_iterations: int, Newton step cap.
+        initial: optional `(D + 1, num_classes)` starting weights (a warm
+            start; the minimiser does not depend on it).
+        return_weights: also return the fitted weights (for warm starts).
+
+    Returns:
+        `features -> logits` callable (and the weights if asked).
+    """
+    x = np.asarray(x, "float64")
+    y = np.asarray(y).astype("int64")
+    mean, std = _standardize(x)
+    z = np.concatenate([(x - mean) / std, np.ones((len(x), 1))], axis=1)
     onehot = np.eye(num_classes)[y]
     # Class-balanced weights so the background does not dominate.
     frequency = onehot.mean(0) + 1e-6
     sample_weight = (1.0 / frequency)[y]
-    sample_weight /= sample_weight.mean()
-    for _ in range(steps):
-        logits = x @ weights + bias
-        logits -= logits.max(1, keepdims=True)
-        probs = np.exp(logits)
-        probs /= probs.sum(1, keepdims=True)
-        error = (probs - onehot) * sample_weight[:, None] / len(x)
-        weights -= learning_rate * (x.T @ error + l2 * weights)
-        bias -= learning_rate * error.sum(0)
-    return lambda features: ((features - mean) / std) @ weights + bias
+    sample_weight /= sample_weight.sum()
+    penalty = np.full((z.shape[1], 1), float(l2))
+    penalty[-1] = 1e-3 * float(l2)
+    weights = np.zeros((z.shape[1], num_classes)) if initial is None else initial
+    weights = _newton_softmax(
+        z, onehot, sample_weight, penalty, np.array(weights, "float64"),
+        tolerance, max_iterations,
+    )
+
+    def predict(features):
+        features = (np.asarray(features, "float64") - mean) / std
+        return features @ weights[:-1] + weights[-1]
+
+    return (predict, weights) if return_weights else predict
 
 
-def linear_probe_miou(features, num_classes):
-    """Fit on the first half of the scenes, score mIoU on the second."""
+def choose_probe_l2(patches, labels, num_classes,
+                    candidates=PROBE_L2_CANDIDATES, folds=PROBE_FOLDS):
+    """The L2 penalty with the best cross-validated patch-grid mIoU.
+
+    Cross-validation over `folds` contiguous groups of whole scenes of the
+    probe's TRAINING scenes only; ties go to the stronger penalty.
+
+    Args:
+        patches: `(N, h, w, D)` features of the training scenes.
+        labels: `(N, h, w)` patch labels (`patch_labels`).
+        num_classes: int.
+
+    Returns:
+        `(l2, {l2: mean fold mIoU})`.
+    """
+    n, dim = len(patches), patches.shape[-1]
+    bounds = np.linspace(0, n, folds + 1).astype(int)
+    fold_scores = {l2: [] for l2 in candidates}
+    for fold in range(folds):
+        held = np.zeros(n, bool)
+        held[bounds[fold]:bounds[fold + 1]] = True
+        weights = None
+        # Strong to weak penalty, each fit warm-started from the last.
+        for l2 in sorted(candidates, reverse=True):
+            probe, weights = fit_softmax_probe(
+                patches[~held].reshape(-1, dim), labels[~held].reshape(-1),
+                num_classes, l2=l2, initial=weights, return_weights=True,
+            )
+            predicted = probe(patches[held].reshape(-1, dim)).argmax(-1)
+            fold_scores[l2].append(
+                mean_iou(predicted, labels[held].reshape(-1), num_classes)
+            )
+    scores = {l2: float(np.mean(values)) for l2, values in fold_scores.items()}
+    best = max(scores.values())
+    chosen = max(l2 for l2, score in scores.items() if score >= best - 1e-12)
+    return chosen, scores
+
+
+def linear_probe_miou(features, num_classes, l2=None):
+    """Fit on the first half of the scenes, score pixel mIoU on the second.
+
+    The probe sees only the first half: its L2 penalty is chosen there by
+    cross-validation (`choose_probe_l2`) unless `l2` is given, then it is
+    refitted on the whole first half. Its patch logits on the second half
+    are upsampled bilinearly to the masks' resolution.
+    """
     patches = features.patch_embeddings
     n, gh, gw, dim = patches.shape
-    if n < 4:
-        raise ValueError("The linear probe needs at least 4 scenes.")
-    labels = patch_labels(features.segmentation, (gh, gw))
+    if n < 2 * PROBE_FOLDS:
+        raise ValueError(
+            f"The linear probe needs at least {2 * PROBE_FOLDS} scenes; "
+            f"received {n}."
+        )
+    labels = patch_labels(features.segmentation, (gh, gw), num_classes)
     half = n // 2
+    if l2 is None:
+        l2, _ = choose_probe_l2(patches[:half], labels[:half], num_classes)
     probe = fit_softmax_probe(
-        patches[:half].reshape(-1, dim).astype("float64"),
-        labels[:half].reshape(-1), num_classes,
+        patches[:half].reshape(-1, dim), labels[:half].reshape(-1),
+        num_classes, l2=l2,
     )
     logits = probe(patches[half:].reshape(-1, dim)).reshape(n - half, gh, gw, -1)
     size = features.segmentation.shape[1:3]
@@ -220,11 +376,36 @@ def linear_probe_miou(features, num_classes):
     return mean_iou(predictions, features.segmentation[half:], num_classes)
 
 
+def all_background_miou(segmentation, num_classes):
+    """mIoU of predicting class 0 (background) at every pixel."""
+    return mean_iou(np.zeros_like(segmentation), segmentation, num_classes)
+
+
+def patch_grid_ceiling_miou(segmentation, grid, num_classes):
+    """mIoU of a perfect label per patch, upsampled like the probe's logits.
+
+    Each patch gets its majority class; the one-hot patch labels are
+    resized bilinearly to the masks' resolution and arg-maxed, exactly as
+    the probe's and the zero-shot segmenter's patch logits are. No model
+    that predicts one class distribution per patch can score higher.
+    """
+    labels = patch_labels(segmentation, grid, num_classes)
+    onehot = np.eye(num_classes, dtype="float32")[labels]
+    predictions = _segment(onehot, segmentation.shape[1:3])
+    return mean_iou(predictions, segmentation, num_classes)
+
+
 def evaluate_scenes(backbone, tokenizer, file_pattern, image_size,
                     batch_size=32, max_scenes=None):
     """All scene metrics for one model, as a flat dict of floats."""
     features = extract_features(
         backbone, tokenizer, file_pattern, image_size, batch_size, max_scenes)
+    return evaluate_features(backbone, tokenizer, features), features
+
+
+def evaluate_features(backbone, tokenizer, features):
+    """`evaluate_scenes` on features already extracted with `backbone`."""
+    num_classes = len(SHAPES) + 1
     shape_embeddings = class_text_embeddings(
         backbone, tokenizer, list(SHAPES), SHAPE_PROMPTS)
     segmentation_classes = class_text_embeddings(
@@ -238,12 +419,57 @@ def evaluate_scenes(backbone, tokenizer, file_pattern, image_size,
         "zero_shot_acc_both_cls": accuracy["both"],
         "zero_shot_seg_miou": zero_shot_segmentation_miou(
             features, segmentation_classes),
-        "linear_probe_seg_miou": linear_probe_miou(
-            features, len(SHAPES) + 1),
+        "linear_probe_seg_miou": linear_probe_miou(features, num_classes),
     }
     for cls_name, values in retrieval.items():
         for key, value in values.items():
             metrics[f"retrieval_{key}_{cls_name}_cls"] = value
     metrics["retrieval_i2t@1_best"] = max(
         retrieval["first"]["i2t@1"], retrieval["second"]["i2t@1"])
-    return metrics, features
+    return metrics
+
+
+def trivial_baselines(features):
+    """Scores that need no model, on the same scenes as `evaluate_features`.
+
+    `all_background`: every pixel background (segmentation mIoU); the
+    majority dominant shape for classification; chance recall@1 (one
+    caption in `n`). `patch_grid_ceiling`: the perfect per-patch labelling
+    at the features' patch grid (`patch_grid_ceiling_miou`).
+    """
+    num_classes = len(SHAPES) + 1
+    segmentation = features.segmentation
+    grid = features.patch_embeddings.shape[1:3]
+    labels = dominant_shape_labels(segmentation)
+    majority = float(np.bincount(labels, minlength=len(SHAPES)).max() / len(labels))
+    num_captions = int((features.has_caption > 0).sum())
+    half = len(segmentation) // 2
+    background = all_background_miou(segmentation, num_classes)
+    background_probe_half = all_background_miou(segmentation[half:], num_classes)
+    return {
+        "all_background": {
+            "zero_shot_seg_miou": background,
+            "linear_probe_seg_miou": background_probe_half,
+            "zero_shot_acc_both_cls": majority,
+            "retrieval_i2t@1_best": 1.0 / max(num_captions, 1),
+            "retrieval_t2i@1_second_cls": 1.0 / max(num_captions, 1),
+        },
+        "patch_grid_ceiling": {
+            "zero_shot_seg_miou": patch_grid_ceiling_miou(
+                segmentation, grid, num_classes),
+            "linear_probe_seg_miou": patch_grid_ceiling_miou(
+                segmentation[half:], grid, num_classes),
+        },
+    }
+
+
+def random_weights_like(backbone, seed=0):
+    """A `TIPSBackbone` of the same architecture with fresh random weights.
+
+    The baseline "at initialisation": built from `backbone.get_config()`
+    with Keras' initializers under `keras.utils.set_random_seed(seed)`.
+    """
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    return type(backbone).from_config(backbone.get_config())

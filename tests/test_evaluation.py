@@ -1,0 +1,148 @@
+"""Tests of `training.evaluation` on planted features and hand-counted cases.
+
+The evaluation decides whether training "learned" anything, so each metric
+is checked where its answer is known: perfect features score 1.0 (or the
+grid ceiling), random features score near the trivial answers, and mIoU is
+checked against a confusion matrix counted by hand.
+"""
+
+import numpy as np
+import pytest
+
+from training import evaluation
+from training.scenes import SHAPES
+
+pytestmark = pytest.mark.backend_independent
+
+NUM_CLASSES = len(SHAPES) + 1
+
+
+def _features(segmentation, patch_embeddings, value_patches=None, cls=None,
+              captions=None):
+    n = len(segmentation)
+    dim = patch_embeddings.shape[-1]
+    rng = np.random.default_rng(0)
+    return evaluation.SceneFeatures(
+        cls_embeddings=rng.normal(size=(n, 2, dim)) if cls is None else cls,
+        patch_embeddings=patch_embeddings,
+        value_patches=patch_embeddings if value_patches is None else value_patches,
+        caption_embeddings=(
+            rng.normal(size=(n, dim)) if captions is None else captions),
+        has_caption=np.ones(n, "float32"),
+        segmentation=segmentation,
+    )
+
+
+def _block_scenes(n, grid=4, cell=14, seed=0):
+    """Scenes whose classes are constant on each patch cell."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, NUM_CLASSES, size=(n, grid, grid))
+    # Every class appears somewhere.
+    labels.reshape(-1)[:NUM_CLASSES] = np.arange(NUM_CLASSES)
+    segmentation = np.repeat(np.repeat(labels, cell, axis=1), cell, axis=2)
+    return labels, segmentation.astype("uint8")
+
+
+def test_mean_iou_matches_a_hand_counted_confusion_matrix():
+    targets = np.array([0, 0, 0, 1, 1, 2, 2, 2])
+    predictions = np.array([0, 1, 0, 1, 2, 2, 2, 0])
+    # Class 0: TP 2, FP 1 (last), FN 1 -> 2/4. Class 1: TP 1, FP 1, FN 1
+    # -> 1/3. Class 2: TP 2, FP 1, FN 1 -> 2/4.
+    expected = np.mean([2 / 4, 1 / 3, 2 / 4])
+    assert evaluation.mean_iou(predictions, targets, 4) == pytest.approx(expected)
+    # Class 3 never occurs in targets or predictions: left out, not zero.
+    assert evaluation.mean_iou(targets, targets, 4) == 1.0
+
+
+def test_patch_labels_take_the_majority_of_each_cell():
+    segmentation = np.zeros((1, 4, 4), "uint8")
+    segmentation[0, :2, :2] = [[1, 1], [1, 0]]  # cell (0, 0): 3 of 4 are 1
+    segmentation[0, 2:, 2:] = [[2, 3], [3, 2]]  # tie 2 / 3: smaller id
+    labels = evaluation.patch_labels(segmentation, (2, 2), 4)
+    np.testing.assert_array_equal(labels[0], [[1, 0], [0, 2]])
+
+
+def test_perfect_features_score_one_and_random_features_do_not():
+    labels, segmentation = _block_scenes(40)
+    onehot = np.eye(NUM_CLASSES, dtype="float32")[labels]
+    perfect = _features(segmentation, onehot)
+    # Cell-aligned masks: only the bilinear upsampling of patch logits
+    # costs pixels (at corners where two neighbours share a class), so
+    # the ceiling is high but below 1, and perfect features reach it.
+    ceiling = evaluation.patch_grid_ceiling_miou(segmentation, (4, 4), NUM_CLASSES)
+    assert 0.9 < ceiling < 1.0
+    half_ceiling = evaluation.patch_grid_ceiling_miou(
+        segmentation[20:], (4, 4), NUM_CLASSES)
+    # (The regularised probe's logits are not exactly one-hot, which moves
+    # a few corner pixels.)
+    probe = evaluation.linear_probe_miou(perfect, NUM_CLASSES)
+    assert half_ceiling - 0.02 < probe <= half_ceiling + 1e-9
+    class_embeddings = np.eye(NUM_CLASSES, dtype="float32")
+    assert evaluation.zero_shot_segmentation_miou(
+        perfect, class_embeddings) == pytest.approx(ceiling)
+
+    noise = np.random.default_rng(1).normal(size=onehot.shape).astype("float32")
+    random = _features(segmentation, noise)
+    assert evaluation.linear_probe_miou(random, NUM_CLASSES) < 0.3
+    assert evaluation.zero_shot_segmentation_miou(random, class_embeddings) < 0.3
+
+
+def test_trivial_baselines_on_known_masks():
+    labels, segmentation = _block_scenes(20)
+    features = _features(segmentation, np.zeros(labels.shape + (4,), "float32"))
+    baselines = evaluation.trivial_baselines(features)
+    background_share = (segmentation == 0).mean()
+    # All background: IoU of class 0 is its pixel share, others 0.
+    expected = background_share / NUM_CLASSES
+    assert baselines["all_background"]["zero_shot_seg_miou"] == pytest.approx(expected)
+    assert baselines["patch_grid_ceiling"]["zero_shot_seg_miou"] == pytest.approx(
+        evaluation.patch_grid_ceiling_miou(segmentation, (4, 4), NUM_CLASSES))
+    assert baselines["patch_grid_ceiling"]["zero_shot_seg_miou"] > 0.9
+    assert baselines["all_background"]["retrieval_i2t@1_best"] == pytest.approx(1 / 20)
+
+
+def test_retrieval_and_classification_on_planted_embeddings():
+    labels, segmentation = _block_scenes(12)
+    rng = np.random.default_rng(2)
+    captions = rng.normal(size=(12, 16)).astype("float32")
+    cls = np.stack([captions, captions], axis=1)  # each image == its caption
+    features = _features(segmentation, np.zeros((12, 4, 4, 16), "float32"),
+                         cls=cls, captions=captions)
+    recall = evaluation.retrieval_recall(features)
+    assert recall["first"]["i2t@1"] == 1.0 and recall["second"]["t2i@1"] == 1.0
+
+    dominant = evaluation.dominant_shape_labels(segmentation)
+    class_embeddings = rng.normal(size=(len(SHAPES), 16)).astype("float32")
+    class_embeddings /= np.linalg.norm(class_embeddings, axis=1, keepdims=True)
+    planted = np.stack([class_embeddings[dominant]] * 2, axis=1)
+    features.cls_embeddings = planted
+    accuracy = evaluation.zero_shot_accuracy(features, class_embeddings)
+    assert accuracy == {"first": 1.0, "second": 1.0, "both": 1.0}
+
+
+def test_probe_is_converged_and_independent_of_feature_noise_at_1e_6():
+    """The same features up to float32 noise (as across backends) give the
+    same probe mIoU: the probe is fitted to its unique optimum."""
+    labels, segmentation = _block_scenes(30, seed=3)
+    rng = np.random.default_rng(4)
+    centres = rng.normal(size=(NUM_CLASSES, 24))
+    features = centres[labels] + 1.5 * rng.normal(size=labels.shape + (24,))
+    scores = []
+    for scale in (0.0, 1e-6):
+        noisy = features + scale * rng.normal(size=features.shape)
+        scores.append(evaluation.linear_probe_miou(
+            _features(segmentation, noisy.astype("float32")), NUM_CLASSES))
+    assert 0.2 < scores[0] < 1.0
+    assert abs(scores[0] - scores[1]) < 1e-3
+
+
+def test_probe_regularisation_is_chosen_on_training_scenes_only():
+    labels, segmentation = _block_scenes(30, seed=5)
+    rng = np.random.default_rng(6)
+    features = (np.eye(NUM_CLASSES)[labels] * 2.0
+                + rng.normal(size=labels.shape + (NUM_CLASSES,)))
+    chosen, scores = evaluation.choose_probe_l2(
+        features[:15], labels[:15], NUM_CLASSES)
+    assert chosen in evaluation.PROBE_L2_CANDIDATES
+    assert set(scores) == set(evaluation.PROBE_L2_CANDIDATES)
+    assert scores[chosen] == max(scores.values())
