@@ -28,18 +28,32 @@ def test_loads_offline_by_name():
 
 
 @pytest.mark.slow
-def test_reaches_the_recorded_heldout_segmentation(tmp_path):
+def test_reproduces_its_recorded_heldout_metrics(tmp_path):
     with open(os.path.join(PRESET_DIR, "heldout_metrics.json")) as file:
         recorded = json.load(file)
     readme = (REPO_ROOT / "README.md").read_text()
-    assert f"{recorded['zero_shot_seg_miou']:.3f}" in readme
+    assert f"{recorded['linear_probe_seg_miou']:.3f}" in readme
     metrics = heldout_metrics("tips_tiny_scenes", str(tmp_path))
-    assert metrics["num_scenes"] == recorded["num_scenes"]
-    assert metrics["zero_shot_seg_miou"] == pytest.approx(
-        recorded["zero_shot_seg_miou"], abs=0.01)
-    assert metrics["retrieval_i2t@1_second_cls"] == pytest.approx(
-        recorded["retrieval_i2t@1_second_cls"], abs=0.05)
-    # The probe's gradient-descent fit amplifies backend rounding (1e-6 in
-    # the features) into a few points of mIoU: a looser margin.
-    assert metrics["linear_probe_seg_miou"] == pytest.approx(
-        recorded["linear_probe_seg_miou"], abs=0.04)
+    assert metrics["num_scenes"] == recorded["num_scenes"] == 64
+    # The probe is fitted to convergence: backends agree to 0.01.
+    for key in ("zero_shot_seg_miou", "linear_probe_seg_miou",
+                "retrieval_i2t@1_second_cls", "retrieval_t2i@1_second_cls"):
+        assert metrics[key] == pytest.approx(recorded[key], abs=0.01), key
+
+
+def test_recorded_metrics_beat_the_baselines_it_should_beat():
+    """Retrieval: far above chance and the same architecture untrained.
+    (Segmentation does not beat them yet; the README says so.)"""
+    with open(os.path.join(PRESET_DIR, "heldout_metrics.json")) as file:
+        recorded = json.load(file)
+    baselines = recorded["baselines"]
+    chance = baselines["all_background"]["retrieval_i2t@1_best"]
+    assert chance == pytest.approx(1 / 64)
+    assert recorded["retrieval_i2t@1_best"] >= 10 * chance
+    assert recorded["retrieval_i2t@1_best"] >= (
+        baselines["random_weights"]["retrieval_i2t@1_best"] + 0.1)
+    assert recorded["retrieval_t2i@1_second_cls"] >= (
+        baselines["random_weights"]["retrieval_t2i@1_second_cls"] + 0.1)
+    ceiling = baselines["patch_grid_ceiling"]
+    for key in ("zero_shot_seg_miou", "linear_probe_seg_miou"):
+        assert recorded[key] <= ceiling[key]

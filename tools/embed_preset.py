@@ -19,23 +19,39 @@ import tempfile
 HELDOUT_SEED = 1234
 HELDOUT_SCENES = 64
 PRESET_NAME = "tips_tiny_scenes"
+# The main job's scenes (tools/main_job.sh).
+SCENE_SETTINGS = {"image_size": 112, "max_objects": 3, "object_scale": 1.7}
 
 
-def heldout_metrics(preset, work_dir):
-    """Scene metrics of `preset` on the fixed held-out scenes."""
+def heldout_metrics(preset, work_dir, baselines=False):
+    """Scene metrics of `preset` on the fixed held-out scenes.
+
+    With `baselines`, also those of the same architecture with random
+    weights and the trivial answers, under `"baselines"`.
+    """
     import keras_tips
-    from training.evaluation import evaluate_scenes
+    from training import evaluation
+    from training.scenes import SceneConfig
     from training.scenes import write_scene_shards
 
     write_scene_shards(work_dir, HELDOUT_SCENES, 1, HELDOUT_SEED,
+                       config=SceneConfig(**SCENE_SETTINGS),
                        split_name="heldout", num_workers=1)
     backbone = keras_tips.TIPSBackbone.from_preset(preset)
     tokenizer = keras_tips.TIPSTokenizer.from_preset(preset)
     tokenizer.official_padding_mask = False
     image_size = keras_tips.TIPSImageConverter.from_preset(preset).image_size[0]
-    metrics, _ = evaluate_scenes(
-        backbone, tokenizer, os.path.join(work_dir, "heldout-*.tfrecord"),
-        int(image_size))
+    pattern = os.path.join(work_dir, "heldout-*.tfrecord")
+    metrics, features = evaluation.evaluate_scenes(
+        backbone, tokenizer, pattern, int(image_size))
+    if baselines:
+        random_metrics, _ = evaluation.evaluate_scenes(
+            evaluation.random_weights_like(backbone), tokenizer, pattern,
+            int(image_size))
+        metrics["baselines"] = {
+            "random_weights": random_metrics,
+            **evaluation.trivial_baselines(features),
+        }
     return metrics
 
 
@@ -46,7 +62,7 @@ def main(argv=None):
     from keras_tips.presets import EMBEDDED_DIR
 
     with tempfile.TemporaryDirectory() as work_dir:
-        metrics = heldout_metrics(args.preset, work_dir)
+        metrics = heldout_metrics(args.preset, work_dir, baselines=True)
     target = os.path.join(EMBEDDED_DIR, PRESET_NAME)
     staging = tempfile.mkdtemp(prefix=".embedding-", dir=os.path.dirname(target)
                                if os.path.isdir(os.path.dirname(target))

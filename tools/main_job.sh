@@ -20,7 +20,8 @@ py=.venv/bin/python
 
 stamp "Making synthetic scenes"
 $py -m tools.make_scenes --output_dir "$out/data" --num_train 3000 \
-  --num_eval 200 --num_shards 4 --seed 0 --image_size 112
+  --num_eval 200 --num_shards 4 --seed 0 --image_size 112 \
+  --object_scale 1.7 --max_objects 3
 
 stamp "Validating the training shards with TFDV"
 .venv-tfdv/bin/python tools/validate_data.py \
@@ -34,9 +35,10 @@ $py -m tools.train_tokenizer --data "$out/data/train-*.tfrecord" \
 stamp "Pretraining (KERAS_BACKEND=$KERAS_BACKEND)"
 $py -m training.train --config configs/tiny_scenes.json \
   --data "$out/data/train-*.tfrecord" --tokenizer "$out/tokenizer.model" \
-  --output_dir "$out/train" --checkpoint_every 200 --verbose 1
+  --output_dir "$out/train" --checkpoint_every 200 --verbose 1 --tensorboard
 
 stamp "Evaluating on held-out scenes"
 $py -m tools.evaluate --preset "$out/train/preset" \
-  --data "$out/data/eval-*.tfrecord" --output_dir "$out/eval"
+  --data "$out/data/eval-*.tfrecord" --output_dir "$out/eval" \
+  --train_dir "$out/train"
 stamp "Done: preset in $out/train/preset, metrics in $out/eval"

@@ -49,6 +49,10 @@ def _parse_args(argv):
         "--max_objects", type=int, default=4, help="Most objects per scene."
     )
     parser.add_argument(
+        "--object_scale", type=float, default=1.0,
+        help="Factor on every object radius (larger objects span more patches).",
+    )
+    parser.add_argument(
         "--image_format",
         choices=("png", "jpeg"),
         default="png",
@@ -74,6 +78,7 @@ def main(argv=None):
         config = scenes.SceneConfig(
             image_size=args.image_size,
             max_objects=args.max_objects,
+            object_scale=args.object_scale,
             image_format=args.image_format,
         )
     except (TypeError, ValueError) as error:

@@ -1,10 +1,13 @@
 """The TIPS paper's ablations, in miniature, on synthetic scenes.
 
-Same data, steps and seed for every run; only the loss weights change:
+Same data and steps for every run; only the loss weights change:
 (a) contrastive on noisy captions only, (b) on synthetic captions only,
 (c) dual embedding with both, (d) (c) + self-distillation, (e) (d) +
-masked image modeling (full TIPS). Prints and writes a markdown table of
-zero-shot segmentation mIoU, linear-probe mIoU and retrieval recall@1.
+masked image modeling (full TIPS). Each row is trained with every seed of
+`--seeds` (weights and data order); the table gives the mean and, in
+brackets, the range (min-max) over the seeds of zero-shot segmentation
+mIoU, linear-probe mIoU, retrieval recall@1 and zero-shot accuracy, and
+the wall time of the whole run.
 
 Usage:
     python -m tools.run_ablation --data 'runs/main/data/train-*.tfrecord' \
@@ -45,7 +48,16 @@ def main(argv=None):
     parser.add_argument("--output_dir", required=True)
     parser.add_argument("--steps", type=int, default=None)
     parser.add_argument("--only", default=None, help="e.g. 'ce' to run (c), (e)")
+    parser.add_argument("--seeds", default="0,1,2",
+                        help="comma-separated seeds, one run per seed and row")
     args = parser.parse_args(argv)
+    seeds = [int(seed) for seed in args.seeds.split(",") if seed.strip()]
+    if not seeds:
+        parser.error("--seeds names no seed")
+
+    import time
+
+    import numpy as np
 
     import keras_tips
     from tools.evaluate import METRIC_COLUMNS
@@ -61,25 +73,36 @@ def main(argv=None):
         base = base.replace(total_steps=args.steps,
                             warmup_steps=min(base.warmup_steps, args.steps))
     tokenizer = load_tokenizer(args.tokenizer, base.text_max_length)
+    started = time.time()
     rows = []
     for key, title, weights in ABLATIONS:
         if args.only and key not in args.only:
             continue
-        run_dir = os.path.join(args.output_dir, key)
-        config = base.replace(**weights)
-        result = run_training(config, run_dir, data=args.data,
-                              tokenizer=tokenizer, resume=True,
-                              checkpoint_every=0, verbose=2)
-        backbone = keras_tips.TIPSBackbone.from_preset(result.preset_dir)
-        eval_tokenizer = keras_tips.TIPSTokenizer.from_preset(result.preset_dir)
-        eval_tokenizer.official_padding_mask = False
-        metrics, _ = evaluate_scenes(backbone, eval_tokenizer, args.eval_data,
-                                     config.global_crop_size)
-        row = {"run": f"({key}) {title}", **metrics}
+        per_seed = []
+        for seed in seeds:
+            run_dir = os.path.join(args.output_dir, key, f"seed{seed}")
+            config = base.replace(seed=seed, **weights)
+            result = run_training(config, run_dir, data=args.data,
+                                  tokenizer=tokenizer, resume=True,
+                                  checkpoint_every=0, verbose=0)
+            backbone = keras_tips.TIPSBackbone.from_preset(result.preset_dir)
+            eval_tokenizer = keras_tips.TIPSTokenizer.from_preset(result.preset_dir)
+            eval_tokenizer.official_padding_mask = False
+            metrics, _ = evaluate_scenes(backbone, eval_tokenizer,
+                                         args.eval_data,
+                                         config.global_crop_size)
+            with open(os.path.join(run_dir, "eval_metrics.json"), "w") as file:
+                json.dump(metrics, file, indent=1)
+            per_seed.append(metrics)
+        row = {"run": f"({key}) {title}"}
+        for column, _ in METRIC_COLUMNS:
+            values = np.array([m[column] for m in per_seed])
+            row[column] = (f"{values.mean():.3f} ({values.min():.3f}-"
+                           f"{values.max():.3f})")
         rows.append(row)
-        with open(os.path.join(run_dir, "metrics.json"), "w") as file:
-            json.dump(row, file, indent=1)
     table = format_table(rows, (("run", "run"),) + METRIC_COLUMNS)
+    table += (f"\n\nMean (min-max) over seeds {seeds}; wall time "
+              f"{(time.time() - started) / 60:.1f} min.")
     print(table)
     with open(os.path.join(args.output_dir, "ablation.md"), "w") as file:
         file.write(table + "\n")

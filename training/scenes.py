@@ -168,6 +168,9 @@ class SceneConfig:
             that break this are retried.
         placement_attempts: placements tried per object before the object
             is dropped (the first object always fits).
+        object_scale: factor on every object radius (`SIZE_RADIUS_FRACTION`
+            times the image side). Larger objects cover more patches of a
+            14 px grid, so a per-patch labelling can follow them.
 
     Example:
 
@@ -187,6 +190,7 @@ class SceneConfig:
     background_noise_std: float = 5.0
     min_visible_fraction: float = 0.6
     placement_attempts: int = 20
+    object_scale: float = 1.0
 
     def __post_init__(self):
         if not isinstance(self.image_size, int) or isinstance(
@@ -228,6 +232,10 @@ class SceneConfig:
             raise ValueError(
                 "`background_noise_std` must be >= 0, got "
                 f"{self.background_noise_std}."
+            )
+        if not 0.1 <= self.object_scale <= 2.0:
+            raise ValueError(
+                f"`object_scale` must be in [0.1, 2], got {self.object_scale}."
             )
         if self.placement_attempts < 1:
             raise ValueError(
@@ -646,7 +654,7 @@ def generate_scene(rng, config=None):
         size_name = SIZES[rng.integers(len(SIZES))]
         texture = TEXTURES[rng.integers(len(TEXTURES))]
         low, high = SIZE_RADIUS_FRACTION[size_name]
-        radius = rng.uniform(low, high) * size
+        radius = rng.uniform(low, high) * size * config.object_scale
         angle = rng.uniform(0, 2 * np.pi)
         placed = None
         for _attempt in range(config.placement_attempts):
