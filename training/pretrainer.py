@@ -30,7 +30,8 @@ Losses (TIPS paper; TIPSv2 changes with `recipe="tips_v2"`):
   never see mask tokens). `contrastive_on_masked_view=True` takes them from
   the masked pass instead (one pass fewer, a train/test mismatch);
 * distillation (DINO): the student's local-crop first-CLS head outputs
-  against the teacher's centered, sharpened global-crop distribution;
+  against the teacher's sharpened global-crop targets (Sinkhorn-Knopp
+  balanced over the batch by default, or DINO centering);
 * masked (iBOT / iBOT++): the student sees the global crop with the masked
   patches replaced by the mask token; its patch-head outputs predict the
   teacher's patch distributions on the unmasked crop (masked patches; with
