@@ -21,6 +21,10 @@ from training import train as train_lib
 from training.config import PretrainConfig
 from training.metrics_log import read_metrics
 
+# One backend is enough (CI time): the backends compute the same loss
+# terms (`test_pretrainer.test_backends_give_the_same_losses`).
+pytestmark = pytest.mark.backend_independent
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 STEPS = 100
 
