@@ -75,6 +75,80 @@ EMBEDDED_PRESETS = {
 }
 
 
+MODEL_CARD = "https://github.com/google-deepmind/tips"
+
+
+def preset_metadata(name):
+    """keras-hub metadata of a named preset: description, params, source."""
+    from keras_tips import variants
+
+    if name in EMBEDDED_PRESETS:
+        with open(os.path.join(EMBEDDED_DIR, name, "config.json")) as file:
+            import json
+
+            config = json.load(file)["config"]
+        vision = config["vision_encoder"]["config"]
+        text = config["text_encoder"]["config"]
+        return {
+            "description": EMBEDDED_PRESETS[name],
+            "params": variants.parameter_count(vision, text),
+            "official_name": "TIPS",
+            "path": "tips",
+            "model_card": MODEL_CARD,
+            "source": "shipped with keras-tips (training/ pipeline)",
+        }
+    spec = PRESETS[name]
+    grid = 16 if name.startswith("tips_v1") else 32
+    vision = variants.vision_config(spec["size"], position_grid_size=grid)
+    text = variants.text_config(spec["size"])
+    return {
+        "description": spec["description"],
+        "params": variants.parameter_count(vision, text),
+        "official_name": "TIPS",
+        "path": "tips",
+        "model_card": MODEL_CARD,
+        "source": f"{OFFICIAL_BASE_URL}/{spec['path']}_{{vision,text}}.npz",
+    }
+
+
+def _preset_location(name):
+    """The local directory the named preset is (or will be) loaded from."""
+    if name in EMBEDDED_PRESETS:
+        return os.path.join(EMBEDDED_DIR, name)
+    return os.path.join(cache_dir(), "presets", name)
+
+
+def register_builtin_presets(backbone_cls):
+    """Registers the named presets with keras-hub for `backbone_cls`.
+
+    Then `TIPSBackbone.presets` lists them with their metadata, and
+    `keras_hub.models.Backbone.from_preset(name)` dispatches to
+    `TIPSBackbone` for every preset that is on this machine: the embedded
+    `tips_tiny_scenes` always, an official one once converted (by
+    `TIPSBackbone.from_preset(name)` or any other keras-tips loader).
+    """
+    from keras_hub.src.utils.preset_utils import register_presets
+
+    register_presets(
+        {
+            name: {
+                "metadata": preset_metadata(name),
+                "kaggle_handle": _preset_location(name),
+            }
+            for name in list(PRESETS) + list(EMBEDDED_PRESETS)
+        },
+        backbone_cls,
+    )
+
+
+def _follow_cache(name, converted):
+    """Points keras-hub's entry for `name` at its converted directory."""
+    from keras_hub.src.utils.preset_utils import BUILTIN_PRESETS
+
+    if name in BUILTIN_PRESETS:
+        BUILTIN_PRESETS[name]["kaggle_handle"] = converted
+
+
 def list_presets():
     """Names and descriptions of every named preset."""
     listing = {name: spec["description"] for name, spec in PRESETS.items()}
@@ -292,6 +366,7 @@ def resolve_preset(preset):
     if preset not in PRESETS:
         return preset
     converted = os.path.join(cache_dir(), "presets", preset)
+    _follow_cache(preset, converted)
     if os.path.exists(os.path.join(converted, "config.json")):
         return converted
     from keras_tips.convert import convert_to_preset
