@@ -14,6 +14,7 @@ cache on first use.
 """
 
 import hashlib
+import json
 import os
 import shutil
 import tempfile
@@ -84,8 +85,6 @@ def preset_metadata(name):
 
     if name in EMBEDDED_PRESETS:
         with open(os.path.join(EMBEDDED_DIR, name, "config.json")) as file:
-            import json
-
             config = json.load(file)["config"]
         vision = config["vision_encoder"]["config"]
         text = config["text_encoder"]["config"]
@@ -223,8 +222,6 @@ def check_preset_directory(path, expected_class="TIPSBackbone"):
     `expected_class` (not another keras-hub model), and that the preset was
     not written by a newer keras-hub than the installed one.
     """
-    import json
-
     from keras_hub import __version__ as installed
 
     config_path = os.path.join(path, "config.json")
