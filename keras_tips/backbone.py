@@ -161,7 +161,12 @@ class TIPSBackbone(TIPSBackboneMixin, Backbone):
           ships inside the package;
         - a local preset directory written by `save_to_preset` or
           `tools/convert_checkpoint.py`;
-        - any keras-hub handle (`kaggle://`, `hf://`, ...).
+        - a Hugging Face `transformers` TIPSv2 checkpoint: a
+          `Tipsv2Model.save_pretrained` directory or a Hub handle such as
+          `"hf://google/tipsv2-b14"`, converted once and cached (see
+          `keras_tips.transformers_checkpoint`);
+        - any keras-hub handle (`kaggle://`, `hf://` of a keras-hub preset,
+          ...).
 
         Args:
             preset: string, as above.

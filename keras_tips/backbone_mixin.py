@@ -68,7 +68,9 @@ class TIPSBackboneMixin:
             if isinstance(target_layer_names, str):
                 target_layer_names = [target_layer_names]
             names = list(target_layer_names)
-            capable = [layer for layer in layers if hasattr(layer, "enable_lora")]
+            capable = [
+                layer for layer in layers if hasattr(layer, "enable_lora")
+            ]
             unmatched = [
                 name
                 for name in names

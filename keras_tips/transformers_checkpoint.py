@@ -364,15 +364,15 @@ def convert_transformers_to_preset(directory, output_dir, overwrite=False):
     backbone = load_transformers_backbone(directory)
     config = read_transformers_config(directory)
     text_config = config.get("text_config") or {}
+    max_length = _setting(
+        text_config, _TEXT_DEFAULTS, "max_position_embeddings"
+    )
     tokenizer = None
     tokenizer_path = os.path.join(directory, TOKENIZER_NAME)
     if os.path.exists(tokenizer_path):
         try:
             tokenizer = TIPSTokenizer(
-                proto=tokenizer_path,
-                sequence_length=int(
-                    _setting(text_config, _TEXT_DEFAULTS, "max_position_embeddings")
-                ),
+                proto=tokenizer_path, sequence_length=int(max_length)
             )
         except Exception as error:
             raise convert.CheckpointError(

@@ -25,6 +25,9 @@ def _snippet(name):
     return match.group(1)
 
 
+# The snippets' numerics are checked per backend by
+# test_transformers_checkpoint.py and test_image_classifier.py.
+@pytest.mark.backend_independent
 def test_hugging_face_snippet(tmp_path, monkeypatch, tokenizer_model):
     # The Hub repository, as `huggingface_hub` would download it: a small
     # random `Tipsv2Model` saved by transformers, with a tokenizer.
@@ -45,6 +48,7 @@ def test_hugging_face_snippet(tmp_path, monkeypatch, tokenizer_model):
     assert (tmp_path / "tipsv2-keras" / "tokenizer.model").exists()
 
 
+@pytest.mark.backend_independent
 def test_fine_tuning_snippet(tmp_path, monkeypatch):
     config = SceneConfig(image_size=112, min_objects=1, max_objects=1)
     scenes = [generate_scene(scene_rng(3, "readme", i), config)

@@ -18,7 +18,8 @@ POOLING_CHOICES = ("first", "second", "both")
 
 def _unit(x, axis=-1):
     x = ops.cast(x, "float32")
-    return x * ops.rsqrt(ops.sum(ops.square(x), axis=axis, keepdims=True) + 1e-12)
+    squared_norm = ops.sum(ops.square(x), axis=axis, keepdims=True)
+    return x * ops.rsqrt(squared_norm + 1e-12)
 
 
 @keras.saving.register_keras_serializable(package="keras_tips")
