@@ -479,3 +479,6 @@ from keras_tips.transformers_checkpoint import (  # noqa: E402
 from keras_tips.transformers_checkpoint import (  # noqa: E402
     load_transformers_backbone,
 )
+from keras_tips.transformers_checkpoint import (  # noqa: E402
+    load_transformers_dense_predictor_weights,
+)

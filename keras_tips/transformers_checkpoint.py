@@ -548,3 +548,147 @@ def _write_tokenizer(tokenizer, directory):
     }
     with open(os.path.join(directory, "tokenizer_config.json"), "w") as file:
         json.dump(tokenizer_config, file, indent=2)
+
+
+DPT_MODEL_TYPE = "tipsv2_dpt"
+# transformers DPT class -> (TIPSDensePredictor task, tensor prefix).
+_DPT_ARCHITECTURES = {
+    "Tipsv2DptForSemanticSegmentation": ("segmentation", "segmentation_head"),
+    "Tipsv2DptForDepthEstimation": ("depth", "depth_head"),
+    "Tipsv2DptForNormalEstimation": ("normals", "normals_head"),
+}
+# transformers DPT tensor names (after the task prefix) -> official names.
+_DPT_RENAMES = ("reassemble.", "convs.", "fusion_blocks.", "project.")
+
+
+def _dpt_settings(config, predictor, path):
+    """Checks a `tipsv2_dpt` config against a `TIPSDensePredictor`."""
+    backbone_config = config.get("backbone_config") or {}
+    indices = [int(i) - 1 for i in backbone_config.get("out_indices", [])]
+    expected = {
+        "backbone_config.out_indices (1-based)": (
+            indices, list(predictor.layer_indices)),
+        "backbone_config.apply_layernorm": (
+            backbone_config.get("apply_layernorm", True), True),
+        "fusion_hidden_size": (
+            config.get("fusion_hidden_size", 256), predictor.channels),
+        "neck_hidden_sizes": (
+            list(config.get("neck_hidden_sizes") or [96, 192, 384, 768]),
+            list(predictor.post_process_channels)),
+        "reassemble_factors": (
+            list(config.get("reassemble_factors") or [4, 2, 1, 0.5]),
+            [4, 2, 1, 0.5]),
+        "readout_activation": (
+            config.get("readout_activation", "gelu_pytorch_tanh"),
+            "gelu_pytorch_tanh"),
+    }
+    if predictor.task == "depth":
+        relu = config.get("depth_decoder_activation", "relu") == "relu"
+        expected["depth_decoder_activation is 'relu'"] = (
+            relu, predictor.decoder.output_activation)
+        expected["num_depth_bins"] = (
+            config.get("num_depth_bins", 256), predictor.num_depth_bins)
+        expected["min_depth"] = (
+            config.get("min_depth", 1e-3), predictor.min_depth)
+        expected["max_depth"] = (
+            config.get("max_depth", 10.0), predictor.max_depth)
+    if predictor.task == "segmentation":
+        labels = len(config.get("id2label") or {}) or None
+        expected["number of labels"] = (labels, predictor.num_classes)
+    for name, (value, wanted) in expected.items():
+        if name == "backbone_config.out_indices (1-based)":
+            if value != wanted:
+                raise convert.CheckpointError(
+                    f"{path}: the checkpoint reads blocks {value} (0-based) "
+                    f"but the predictor reads {wanted}; build it with "
+                    f"layer_indices={value}."
+                )
+        elif value != wanted:
+            raise convert.CheckpointError(
+                f"{path}: {name} is {value!r} in the checkpoint but "
+                f"{wanted!r} in the TIPSDensePredictor; build the predictor "
+                "to match."
+            )
+
+
+def load_transformers_dense_predictor_weights(predictor, directory):
+    """Loads a `transformers` TIPSv2 DPT checkpoint into a predictor.
+
+    The checkpoint (`Tipsv2DptForSemanticSegmentation`,
+    `Tipsv2DptForDepthEstimation` or `Tipsv2DptForNormalEstimation`, e.g.
+    `google/tipsv2-b14-dpt` saved with one head) holds a vision encoder
+    and a DPT decoder; both are assigned, after the same key and shape
+    checks as every other checkpoint, and the decoder's settings (layers
+    read, widths, depth bins) are checked against the predictor's.
+
+    Args:
+        predictor: a `keras_tips.tasks.TIPSDensePredictor` of the same task
+            and architecture (for depth, `output_activation=True` as the
+            transformers depth decoder).
+        directory: the `save_pretrained` directory.
+
+    Returns:
+        `predictor`.
+
+    Example:
+    ```python
+    predictor = keras_tips.tasks.TIPSDensePredictor(
+        backbone, task="depth", output_activation=True, image_size=448)
+    keras_tips.convert.load_transformers_dense_predictor_weights(
+        predictor, "tipsv2-b14-dpt-depth")
+    ```
+    """
+    from keras_tips.tasks.dense_heads import TIPSDensePredictor
+    from keras_tips.tasks.dense_heads import load_dpt_weights
+
+    if not isinstance(predictor, TIPSDensePredictor):
+        raise TypeError(
+            "`predictor` must be a keras_tips.tasks.TIPSDensePredictor. "
+            f"Received: {type(predictor).__name__}"
+        )
+    directory = os.fspath(directory)
+    config = read_json(os.path.join(directory, CONFIG_NAME))
+    architectures = config.get("architectures") or []
+    if config.get("model_type") != DPT_MODEL_TYPE:
+        raise convert.CheckpointError(
+            f"{directory} holds a transformers model of type "
+            f"{config.get('model_type')!r}, not a TIPSv2 DPT "
+            f"({DPT_MODEL_TYPE!r})."
+        )
+    architecture = architectures[0] if architectures else None
+    if architecture not in _DPT_ARCHITECTURES:
+        raise convert.CheckpointError(
+            f"{directory} holds a {architecture}; keras-tips loads one task "
+            f"head at a time: {sorted(_DPT_ARCHITECTURES)}."
+        )
+    task, prefix = _DPT_ARCHITECTURES[architecture]
+    if predictor.task != task:
+        raise convert.CheckpointError(
+            f"{directory} holds a {task} head ({architecture}) but the "
+            f"predictor's task is {predictor.task!r}."
+        )
+    _dpt_settings(config, predictor, directory)
+    arrays = read_transformers_weights(directory)
+    vision, decoder, other = {}, {}, []
+    for key, value in arrays.items():
+        if key.startswith(VISION_PREFIX):
+            vision[_to_official_vision_key(key[len(VISION_PREFIX) :])] = value
+        elif key.startswith(f"{prefix}.{prefix}."):
+            decoder["head." + key[len(prefix) * 2 + 2 :]] = value
+        elif key.startswith(prefix + ".") and key[len(prefix) + 1 :].startswith(
+            _DPT_RENAMES
+        ):
+            decoder["dpt." + key[len(prefix) + 1 :]] = value
+        else:
+            other.append(key)
+    if other:
+        raise convert.CheckpointError(
+            f"{directory}: unexpected tensor(s) {sorted(other)[:10]} for a "
+            f"{architecture}."
+        )
+    encoder = predictor.backbone.vision_encoder
+    convert.assign_weights(
+        convert.vision_weight_map(encoder), vision, path=directory
+    )
+    load_dpt_weights(predictor.decoder, decoder)
+    return predictor

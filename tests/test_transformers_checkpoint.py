@@ -355,3 +355,75 @@ def test_bfloat16_and_sharded_checkpoints(tmp_path):
         half = keras.ops.convert_to_numpy(half)
         # bfloat16 keeps 8 significant bits: relative rounding <= 2**-8.
         np.testing.assert_allclose(half, full, rtol=2**-8, atol=1e-30)
+
+
+DPT_HEADS = {
+    "segmentation": "Tipsv2DptForSemanticSegmentation",
+    "depth": "Tipsv2DptForDepthEstimation",
+    "normals": "Tipsv2DptForNormalEstimation",
+}
+
+
+@pytest.mark.parametrize("task", [
+    "segmentation",
+    # The same decoder with another read-out: once, for CI time.
+    pytest.param("depth", marks=pytest.mark.backend_independent),
+    pytest.param("normals", marks=pytest.mark.backend_independent),
+])
+def test_dpt_heads_match_transformers(tmp_path, task):
+    from keras_tips.tasks.dense_heads import depth_from_bins
+    from keras_tips.tasks.dense_heads import intermediate_layer_features
+
+    torch.manual_seed(5)
+    config = transformers.Tipsv2DptConfig(
+        backbone_config=dict(
+            model_type="tipsv2_vision_model", hidden_size=32,
+            num_hidden_layers=4, num_attention_heads=4, image_size=28,
+            out_indices=[1, 2, 3, 4], reshape_hidden_states=False),
+        neck_hidden_sizes=[4, 8, 16, 32], fusion_hidden_size=16,
+        num_labels=5, num_depth_bins=8)
+    model = getattr(transformers, DPT_HEADS[task])(config).eval()
+    with torch.no_grad():
+        for key, parameter in model.named_parameters():
+            if key.endswith("bias") or "lambda1" in key:
+                parameter.normal_(0.0, 0.5)
+    model.save_pretrained(tmp_path / "dpt")
+
+    backbone = keras_tips.TIPSBackbone(
+        keras_tips.TIPSVisionEncoder(hidden_dim=32, num_layers=4, num_heads=4,
+                                     mlp_dim=128, position_grid_size=2),
+        keras_tips.TIPSTextEncoder(vocabulary_size=64, hidden_dim=32,
+                                   num_layers=1, num_heads=4, mlp_dim=64))
+    predictor = keras_tips.tasks.TIPSDensePredictor(
+        backbone, task=task, num_classes=5, image_size=(28, 28), channels=16,
+        post_process_channels=(4, 8, 16, 32), num_depth_bins=8,
+        output_activation=task == "depth", compile=False)
+    convert.load_transformers_dense_predictor_weights(predictor,
+                                                      tmp_path / "dpt")
+    for height, width in ((28, 28), (42, 56)):
+        images = _images(height, width, batch=2)
+        with torch.no_grad():
+            output = model(
+                pixel_values=torch.tensor(images.transpose(0, 3, 1, 2)))
+        features = intermediate_layer_features(
+            backbone.vision_encoder, images, predictor.layer_indices)
+        raw = predictor.decoder(features)
+        if task == "depth":
+            actual = depth_from_bins(raw, predictor.min_depth,
+                                     predictor.max_depth)[..., 0]
+            expected = output.predicted_depth.numpy()
+        else:
+            actual = raw
+            expected = (output.logits if task == "segmentation"
+                        else output.normals).numpy().transpose(0, 2, 3, 1)
+        assert _relative_error(actual, expected) <= RELATIVE_TOLERANCE, (
+            task, height, width, _relative_error(actual, expected))
+
+    with pytest.raises(convert.CheckpointError, match="predictor's task"):
+        other = "depth" if task != "depth" else "segmentation"
+        convert.load_transformers_dense_predictor_weights(
+            keras_tips.tasks.TIPSDensePredictor(
+                backbone, task=other, num_classes=5, image_size=(28, 28),
+                channels=16, post_process_channels=(4, 8, 16, 32),
+                num_depth_bins=8, compile=False),
+            tmp_path / "dpt")
