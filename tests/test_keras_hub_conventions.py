@@ -50,7 +50,7 @@ def _backbone_inputs():
 class KerasHubChecksTest(TestCase):
     """keras-hub's `run_backbone_test` (serialization, variable lengths,
     compiled predict, tf.data, mixed precision, int8/float8 policies) and
-    `run_model_saving_test`."""
+    `run_model_saving_test` (on the backbone, which saves both encoders)."""
 
     def test_vision_encoder(self):
         self.run_backbone_test(
@@ -60,9 +60,6 @@ class KerasHubChecksTest(TestCase):
             expected_output_shape={"cls_embeddings": (2, 2, 16),
                                    "patch_embeddings": (2, 2, 3, 16)},
         )
-        self.run_model_saving_test(
-            cls=keras_tips.TIPSVisionEncoder, init_kwargs=_vision_kwargs(),
-            input_data=_images(28, 42))
 
     def test_text_encoder(self):
         self.run_backbone_test(
@@ -71,9 +68,6 @@ class KerasHubChecksTest(TestCase):
             input_data=_text_inputs(),
             expected_output_shape=(2, 16),
         )
-        self.run_model_saving_test(
-            cls=keras_tips.TIPSTextEncoder, init_kwargs=_text_kwargs(),
-            input_data=_text_inputs())
 
     def test_backbone(self):
         self.run_backbone_test(
@@ -216,8 +210,8 @@ def test_lora_fine_tuning_trains_only_the_adapters():
 def test_int8_quantization(recwarn):
     backbone = keras_tips.TIPSBackbone.from_preset("tips_tiny_scenes")
     inputs = {"images": _images(56, 56), **_text_inputs()}
-    reference = {k: keras.ops.convert_to_numpy(v)
-                 for k, v in backbone(inputs).items()}
+    # Compiled calls: much faster than eager ones on jax.
+    reference = backbone.predict_on_batch(inputs)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         backbone.quantize("int8")
@@ -228,9 +222,9 @@ def test_int8_quantization(recwarn):
                  if layer.quantization_mode == "int8"]
     # Four dense layers per block and the token embedding; nothing else.
     assert len(quantized) == 4 * (4 + 2) + 1  # 4 vision, 2 text blocks
-    outputs = backbone(inputs)
+    outputs = backbone.predict_on_batch(inputs)
     for key in ("cls_embeddings", "patch_embeddings", "text_embeddings"):
-        actual = keras.ops.convert_to_numpy(outputs[key])
+        actual = np.asarray(outputs[key])
         error = np.abs(actual - reference[key]).max() / np.abs(
             reference[key]).max()
         assert error < 0.02, (key, error)
