@@ -3,10 +3,12 @@
 Public API:
 - `TIPSVisionEncoder`, `TIPSTextEncoder`, `TIPSBackbone`: the models.
 - `TIPSTokenizer`, `TIPSImageConverter`, `TIPSPreprocessor`: inputs.
-- `convert`: loading official `.npz` checkpoints.
+- `convert`: loading official `.npz` checkpoints; reading and writing
+  Hugging Face `transformers` TIPSv2 checkpoints (`export_to_transformers`).
 - `list_presets()`: named presets for `TIPSBackbone.from_preset`.
 - `variants`: architectures of the released models.
-- `tasks`: zero-shot classification and segmentation, retrieval, dense heads.
+- `tasks`: zero-shot classification and segmentation, retrieval, dense heads,
+  a fine-tunable image classifier.
 - `export`: SavedModel export for TensorFlow-only serving.
 - `visualization`: PCA pictures of patch features.
 """

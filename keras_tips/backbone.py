@@ -4,13 +4,15 @@ import keras
 from keras import ops
 from keras_hub.models import Backbone
 
+from keras_tips.backbone_mixin import TIPSBackboneMixin
 from keras_tips.layers.contrastive_temperature import ContrastiveTemperature
+from keras_tips.presets import register_builtin_presets
 from keras_tips.validation import check_encoder_images
 from keras_tips.validation import check_text_inputs
 
 
 @keras.saving.register_keras_serializable(package="keras_tips")
-class TIPSBackbone(Backbone):
+class TIPSBackbone(TIPSBackboneMixin, Backbone):
     """TIPS image-text model: both encoders and the contrastive temperature.
 
     Inputs are a dict with `"images"` (float `(B, H, W, 3)` in `[0, 1]`, H
@@ -60,7 +62,7 @@ class TIPSBackbone(Backbone):
         self.vision_encoder = vision_encoder
         self.text_encoder = text_encoder
         self.temperature_layer = ContrastiveTemperature(
-            temperature, name="contrastive_temperature"
+            temperature, dtype=dtype, name="contrastive_temperature"
         )
 
         # === Functional model ===
@@ -119,6 +121,12 @@ class TIPSBackbone(Backbone):
             )
         return super().__call__(inputs, *args, **kwargs)
 
+    def _lora_attention_layers(self):
+        return (
+            self.vision_encoder._lora_attention_layers()
+            + self.text_encoder._lora_attention_layers()
+        )
+
     def get_config(self):
         config = super().get_config()
         config.update(
@@ -153,7 +161,12 @@ class TIPSBackbone(Backbone):
           ships inside the package;
         - a local preset directory written by `save_to_preset` or
           `tools/convert_checkpoint.py`;
-        - any keras-hub handle (`kaggle://`, `hf://`, ...).
+        - a Hugging Face `transformers` TIPSv2 checkpoint: a
+          `Tipsv2Model.save_pretrained` directory or a Hub handle such as
+          `"hf://google/tipsv2-b14"`, converted once and cached (see
+          `keras_tips.transformers_checkpoint`);
+        - any keras-hub handle (`kaggle://`, `hf://` of a keras-hub preset,
+          ...).
 
         Args:
             preset: string, as above.
@@ -178,3 +191,8 @@ class TIPSBackbone(Backbone):
                 f"Could not load the TIPS preset {preset}: its files are "
                 f"unreadable or truncated ({error}). Convert or save it again."
             ) from error
+
+
+# keras-hub's registry: `TIPSBackbone.presets`, and `from_preset(name)` on
+# keras-hub's base classes.
+register_builtin_presets(TIPSBackbone)

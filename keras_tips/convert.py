@@ -373,12 +373,7 @@ def convert_to_preset(
     from keras_tips.image_converter import TIPSImageConverter
     from keras_tips.tokenizer import TIPSTokenizer
 
-    output_dir = os.path.abspath(os.fspath(output_dir))
-    if os.path.exists(output_dir) and not overwrite:
-        raise FileExistsError(
-            f"{output_dir} already exists; pass overwrite=True (--overwrite) "
-            "to replace it."
-        )
+    check_output_dir(output_dir, overwrite)
     if not os.path.exists(tokenizer_path):
         raise FileNotFoundError(f"Tokenizer model not found: {tokenizer_path}")
     backbone = load_backbone(vision_path, text_path, num_heads=num_heads)
@@ -388,20 +383,78 @@ def convert_to_preset(
         raise CheckpointError(
             f"{tokenizer_path} is not a SentencePiece model: {error}"
         ) from error
-    if tokenizer.vocabulary_size() > backbone.text_encoder.vocabulary_size:
+    converter = TIPSImageConverter(image_size=(image_size, image_size))
+    return write_preset(output_dir, backbone, tokenizer, converter, overwrite)
+
+
+def check_output_dir(output_dir, overwrite):
+    """Refuses to replace an existing preset unless `overwrite`."""
+    output_dir = os.path.abspath(os.fspath(output_dir))
+    if os.path.exists(output_dir) and not overwrite:
+        raise FileExistsError(
+            f"{output_dir} already exists; pass overwrite=True (--overwrite) "
+            "to replace it."
+        )
+    return output_dir
+
+
+def write_preset(output_dir, backbone, tokenizer, converter, overwrite=False):
+    """Saves a converted model as a keras-hub preset directory, atomically.
+
+    Everything is written into a temporary directory beside `output_dir`
+    and renamed into place only when complete: an interrupted or failed
+    conversion leaves no half-written preset.
+
+    Args:
+        output_dir: preset directory to create.
+        backbone: the `TIPSBackbone`.
+        tokenizer: a `TIPSTokenizer`, or `None` when the checkpoint has none.
+        converter: a `TIPSImageConverter`.
+        overwrite: replace an existing `output_dir`.
+
+    Returns:
+        `output_dir` as an absolute path.
+    """
+    output_dir = check_output_dir(output_dir, overwrite)
+    if (
+        tokenizer is not None
+        and tokenizer.vocabulary_size() > backbone.text_encoder.vocabulary_size
+    ):
         raise CheckpointError(
-            f"{tokenizer_path} has {tokenizer.vocabulary_size()} tokens but "
+            f"The tokenizer has {tokenizer.vocabulary_size()} tokens but "
             f"the text encoder embeds {backbone.text_encoder.vocabulary_size}."
         )
-    converter = TIPSImageConverter(image_size=(image_size, image_size))
 
+    def write(staging):
+        backbone.save_to_preset(staging)
+        if tokenizer is not None:
+            tokenizer.save_to_preset(staging)
+        converter.save_to_preset(staging)
+
+    return write_directory_atomically(output_dir, write, overwrite)
+
+
+def write_directory_atomically(output_dir, write, overwrite=False):
+    """Calls `write(staging_dir)`, then renames the result to `output_dir`.
+
+    The staging directory lies beside `output_dir`, so the rename is atomic
+    and a failure (an exception in `write`, an interrupt) leaves neither a
+    half-written `output_dir` nor a staging directory behind.
+
+    Args:
+        output_dir: directory to create.
+        write: function filling the (empty, existing) staging directory.
+        overwrite: replace an existing `output_dir`.
+
+    Returns:
+        `output_dir` as an absolute path.
+    """
+    output_dir = check_output_dir(output_dir, overwrite)
     parent = os.path.dirname(output_dir)
     os.makedirs(parent, exist_ok=True)
     staging = tempfile.mkdtemp(prefix=".converting-", dir=parent)
     try:
-        backbone.save_to_preset(staging)
-        tokenizer.save_to_preset(staging)
-        converter.save_to_preset(staging)
+        write(staging)
         if os.path.exists(output_dir):
             retired = tempfile.mkdtemp(prefix=".replaced-", dir=parent)
             os.replace(output_dir, os.path.join(retired, "old"))
@@ -413,3 +466,19 @@ def convert_to_preset(
         if os.path.exists(staging):
             shutil.rmtree(staging, ignore_errors=True)
     return output_dir
+
+
+# The Hugging Face `transformers` layout, both directions (imported last:
+# that module builds on the functions above).
+from keras_tips.transformers_checkpoint import (  # noqa: E402
+    convert_transformers_to_preset,
+)
+from keras_tips.transformers_checkpoint import (  # noqa: E402
+    export_to_transformers,
+)
+from keras_tips.transformers_checkpoint import (  # noqa: E402
+    load_transformers_backbone,
+)
+from keras_tips.transformers_checkpoint import (  # noqa: E402
+    load_transformers_dense_predictor_weights,
+)

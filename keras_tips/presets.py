@@ -6,8 +6,15 @@ the official `<checkpoint>_vision.npz`, `<checkpoint>_text.npz` and
 under the cache and loads that. The base URL can be redirected (a mirror,
 or `file://` for offline use) with the `KERAS_TIPS_BASE_URL` environment
 variable, and the cache moved with `KERAS_TIPS_CACHE`.
+
+Hugging Face `transformers` TIPSv2 checkpoints are converted the same way:
+a `Tipsv2Model.save_pretrained` directory, or an `hf://google/tipsv2-b14`
+handle (downloaded with `huggingface_hub`), becomes a preset under the
+cache on first use.
 """
 
+import hashlib
+import json
 import os
 import shutil
 import tempfile
@@ -67,6 +74,78 @@ EMBEDDED_PRESETS = {
         "synthetic scenes; for demos and tests."
     ),
 }
+
+
+MODEL_CARD = "https://github.com/google-deepmind/tips"
+
+
+def preset_metadata(name):
+    """keras-hub metadata of a named preset: description, params, source."""
+    from keras_tips import variants
+
+    if name in EMBEDDED_PRESETS:
+        with open(os.path.join(EMBEDDED_DIR, name, "config.json")) as file:
+            config = json.load(file)["config"]
+        vision = config["vision_encoder"]["config"]
+        text = config["text_encoder"]["config"]
+        return {
+            "description": EMBEDDED_PRESETS[name],
+            "params": variants.parameter_count(vision, text),
+            "official_name": "TIPS",
+            "path": "tips",
+            "model_card": MODEL_CARD,
+            "source": "shipped with keras-tips (training/ pipeline)",
+        }
+    spec = PRESETS[name]
+    grid = 16 if name.startswith("tips_v1") else 32
+    vision = variants.vision_config(spec["size"], position_grid_size=grid)
+    text = variants.text_config(spec["size"])
+    return {
+        "description": spec["description"],
+        "params": variants.parameter_count(vision, text),
+        "official_name": "TIPS",
+        "path": "tips",
+        "model_card": MODEL_CARD,
+        "source": f"{OFFICIAL_BASE_URL}/{spec['path']}_{{vision,text}}.npz",
+    }
+
+
+def _preset_location(name):
+    """The local directory the named preset is (or will be) loaded from."""
+    if name in EMBEDDED_PRESETS:
+        return os.path.join(EMBEDDED_DIR, name)
+    return os.path.join(cache_dir(), "presets", name)
+
+
+def register_builtin_presets(backbone_cls):
+    """Registers the named presets with keras-hub for `backbone_cls`.
+
+    Then `TIPSBackbone.presets` lists them with their metadata, and
+    `keras_hub.models.Backbone.from_preset(name)` dispatches to
+    `TIPSBackbone` for every preset that is on this machine: the embedded
+    `tips_tiny_scenes` always, an official one once converted (by
+    `TIPSBackbone.from_preset(name)` or any other keras-tips loader).
+    """
+    from keras_hub.src.utils.preset_utils import register_presets
+
+    register_presets(
+        {
+            name: {
+                "metadata": preset_metadata(name),
+                "kaggle_handle": _preset_location(name),
+            }
+            for name in list(PRESETS) + list(EMBEDDED_PRESETS)
+        },
+        backbone_cls,
+    )
+
+
+def _follow_cache(name, converted):
+    """Points keras-hub's entry for `name` at its converted directory."""
+    from keras_hub.src.utils.preset_utils import BUILTIN_PRESETS
+
+    if name in BUILTIN_PRESETS:
+        BUILTIN_PRESETS[name]["kaggle_handle"] = converted
 
 
 def list_presets():
@@ -143,8 +222,6 @@ def check_preset_directory(path, expected_class="TIPSBackbone"):
     `expected_class` (not another keras-hub model), and that the preset was
     not written by a newer keras-hub than the installed one.
     """
-    import json
-
     from keras_hub import __version__ as installed
 
     config_path = os.path.join(path, "config.json")
@@ -178,14 +255,103 @@ def check_preset_directory(path, expected_class="TIPSBackbone"):
             )
 
 
+def download_hf_snapshot(repo_id):
+    """Downloads the files of a Hub repository that a preset needs.
+
+    Returns the local directory (in the `huggingface_hub` cache) holding
+    the configs, safetensors weights and tokenizer files of `repo_id`.
+    """
+    try:
+        import huggingface_hub
+    except ImportError as error:
+        raise ImportError(
+            f"Loading 'hf://{repo_id}' needs the `huggingface_hub` package: "
+            "pip install huggingface_hub"
+        ) from error
+    return huggingface_hub.snapshot_download(
+        repo_id,
+        allow_patterns=[
+            "*.json",
+            "*.safetensors",
+            "tokenizer.model",
+        ],
+    )
+
+
+def _convert_transformers_once(directory, converted, handle):
+    """Converts a transformers checkpoint to `converted` unless it exists."""
+    from keras_tips.transformers_checkpoint import (
+        convert_transformers_to_preset,
+    )
+
+    if os.path.exists(os.path.join(converted, "config.json")):
+        return converted
+    try:
+        convert_transformers_to_preset(directory, converted)
+    except FileExistsError:
+        # Converted concurrently by another process, or a broken leftover.
+        if not os.path.exists(os.path.join(converted, "config.json")):
+            raise FileExistsError(
+                f"{converted} exists but holds no converted preset; delete "
+                f"it to convert {handle} again."
+            ) from None
+    return converted
+
+
+def transformers_cache_path(directory):
+    """Cache directory of the converted preset of a local checkpoint.
+
+    Keyed by the directory's real path and the names, sizes and
+    modification times of its files, so a re-saved checkpoint is
+    converted again.
+    """
+    directory = os.path.realpath(directory)
+    digest = hashlib.sha256(directory.encode("utf-8"))
+    for name in sorted(os.listdir(directory)):
+        stat = os.stat(os.path.join(directory, name))
+        digest.update(f"{name}:{stat.st_size}:{stat.st_mtime_ns};".encode())
+    name = os.path.basename(directory.rstrip(os.sep)) or "checkpoint"
+    return os.path.join(
+        cache_dir(), "presets", "transformers",
+        f"{name}-{digest.hexdigest()[:16]}",
+    )
+
+
+def _resolve_hf_handle(handle):
+    repo_id = handle[len("hf://"):].strip("/")
+    converted = os.path.join(
+        cache_dir(), "presets", "hf", repo_id.replace("/", "--")
+    )
+    if os.path.exists(os.path.join(converted, "config.json")):
+        return converted
+    from keras_tips.transformers_checkpoint import is_transformers_directory
+
+    local = download_hf_snapshot(repo_id)
+    if not is_transformers_directory(local):
+        return handle  # a keras-hub preset on the Hub: keras-hub loads it
+    return _convert_transformers_once(local, converted, handle)
+
+
 def resolve_preset(preset):
     """Maps a preset name to a local preset directory; other values pass.
 
     Named official presets are downloaded and converted on first use; the
-    converted directory is cached, so later calls only load it.
+    converted directory is cached, so later calls only load it. A
+    `transformers` checkpoint (a local directory or an `hf://` handle) is
+    converted into the cache the same way.
     """
+    if isinstance(preset, os.PathLike):
+        preset = os.fspath(preset)
     if not isinstance(preset, str):
         return preset
+    if preset.lower().startswith("hf://"):
+        return _resolve_hf_handle(preset)
+    from keras_tips.transformers_checkpoint import is_transformers_directory
+
+    if is_transformers_directory(preset):
+        return _convert_transformers_once(
+            preset, transformers_cache_path(preset), preset
+        )
     if preset in EMBEDDED_PRESETS:
         path = os.path.join(EMBEDDED_DIR, preset)
         if not os.path.isdir(path):
@@ -197,6 +363,7 @@ def resolve_preset(preset):
     if preset not in PRESETS:
         return preset
     converted = os.path.join(cache_dir(), "presets", preset)
+    _follow_cache(preset, converted)
     if os.path.exists(os.path.join(converted, "config.json")):
         return converted
     from keras_tips.convert import convert_to_preset

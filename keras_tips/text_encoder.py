@@ -3,6 +3,7 @@
 import keras
 from keras_hub.models import Backbone
 
+from keras_tips.backbone_mixin import TIPSBackboneMixin
 from keras_tips.layers.masked_mean_pooling import MaskedMeanPooling
 from keras_tips.layers.text_block import TIPSTextBlock
 from keras_tips.layers.text_embedding import TIPSTextEmbedding
@@ -10,7 +11,7 @@ from keras_tips.validation import check_text_inputs
 
 
 @keras.saving.register_keras_serializable(package="keras_tips")
-class TIPSTextEncoder(Backbone):
+class TIPSTextEncoder(TIPSBackboneMixin, Backbone):
     """TIPS text encoder: a transformer whose mean-pooled output is the embedding.
 
     Token embeddings scaled by `sqrt(D)` plus sinusoidal positions, pre-norm
@@ -100,6 +101,11 @@ class TIPSTextEncoder(Backbone):
 
     def __call__(self, inputs, *args, **kwargs):
         return super().__call__(check_text_inputs(inputs), *args, **kwargs)
+
+    def _lora_attention_layers(self):
+        return [block.qkv for block in self.blocks] + [
+            block.out_proj for block in self.blocks
+        ]
 
     def get_config(self):
         config = super().get_config()

@@ -66,3 +66,51 @@ def _lookup(size):
             f"Unknown TIPS size {size!r}; expected one of {variant_names()}."
         )
     return _SIZES[size]
+
+
+def parameter_count(vision, text):
+    """Number of weights of a `TIPSBackbone` built from these arguments.
+
+    Counted from the architecture, without building the model (a g/14 has
+    over a billion weights).
+
+    Args:
+        vision: `TIPSVisionEncoder` arguments (as `vision_config` returns).
+        text: `TIPSTextEncoder` arguments (as `text_config` returns).
+
+    Returns:
+        int: vision and text weights plus the temperature.
+    """
+    from keras_tips.layers.feed_forward import swiglu_hidden_dim
+
+    width = vision["hidden_dim"]
+    patch = vision.get("patch_size", PATCH_SIZE)
+    grid = vision.get("position_grid_size", 16)
+    mlp = vision["mlp_dim"]
+    if vision.get("ffn_layer", "mlp") == "swiglu":
+        inner = swiglu_hidden_dim(mlp)
+        ffn = width * 2 * inner + 2 * inner + inner * width + width
+    else:
+        ffn = 2 * width * mlp + mlp + width
+    attention = 4 * width * width + 4 * width  # fused qkv and output
+    vision_block = attention + ffn + 6 * width  # two norms, two LayerScales
+    vision_count = (
+        3 * patch * patch * width + width  # patch projection
+        + 3 * width  # class, register and mask tokens
+        + (1 + grid * grid) * width  # position table
+        + vision["num_layers"] * vision_block
+        + 2 * width  # final norm
+    )
+    text_width = text["hidden_dim"]
+    text_mlp = text["mlp_dim"]
+    text_block = (
+        4 * text_width * text_width + 4 * text_width
+        + 2 * text_width * text_mlp + text_mlp + text_width
+        + 4 * text_width
+    )
+    text_count = (
+        text["vocabulary_size"] * text_width
+        + text["num_layers"] * text_block
+        + 2 * text_width
+    )
+    return vision_count + text_count + 1

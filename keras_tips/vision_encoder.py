@@ -5,6 +5,7 @@ import numpy as np
 from keras import ops
 from keras_hub.models import Backbone
 
+from keras_tips.backbone_mixin import TIPSBackboneMixin
 from keras_tips.layers.vision_block import TIPSVisionBlock
 from keras_tips.layers.vision_embedding import TIPSVisionEmbedding
 from keras_tips.layers.vision_outputs import TIPSVisionOutputs
@@ -12,7 +13,7 @@ from keras_tips.validation import check_encoder_images
 
 
 @keras.saving.register_keras_serializable(package="keras_tips")
-class TIPSVisionEncoder(Backbone):
+class TIPSVisionEncoder(TIPSBackboneMixin, Backbone):
     """TIPS image encoder: a ViT with two class tokens and dense patch features.
 
     A pre-LayerNorm vision transformer (patch size 14) with one class token,
@@ -197,6 +198,11 @@ class TIPSVisionEncoder(Backbone):
         if not isinstance(images, dict):
             images = self._check_images(images)
         return super().__call__(images, *args, **kwargs)
+
+    def _lora_attention_layers(self):
+        return [block.qkv for block in self.blocks] + [
+            block.proj for block in self.blocks
+        ]
 
     def get_config(self):
         config = super().get_config()

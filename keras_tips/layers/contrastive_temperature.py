@@ -12,7 +12,8 @@ class ContrastiveTemperature(keras.layers.Layer):
     Similarity logits are `cosine / temperature`. The weight is stored as
     `log(temperature)` so it stays positive under gradient descent, clipped
     to `[min_temperature, max_temperature]` when read. Released TIPS
-    checkpoints end near 0.004.
+    checkpoints end near 0.004. The weight has the policy's variable dtype
+    (float32 under the mixed policies); it is read in float32.
 
     Args:
         initial_temperature: float. Starting temperature.
@@ -43,14 +44,13 @@ class ContrastiveTemperature(keras.layers.Layer):
             initializer=keras.initializers.Constant(
                 math.log(self.initial_temperature)
             ),
-            dtype="float32",
         )
         self.built = True
 
     def temperature(self):
         """The current temperature, a float32 scalar tensor."""
         return ops.clip(
-            ops.exp(self.log_temperature),
+            ops.exp(ops.cast(self.log_temperature, "float32")),
             self.min_temperature,
             self.max_temperature,
         )
@@ -60,9 +60,14 @@ class ContrastiveTemperature(keras.layers.Layer):
         self.log_temperature.assign(math.log(float(value)))
 
     def call(self, embeddings):
-        """Returns the temperature broadcast to one value per example."""
+        """Returns the temperature broadcast to one value per example.
+
+        In the layer's compute dtype, like every model output; read the
+        `temperature()` method for the float32 value.
+        """
         ones = ops.ones_like(embeddings[:, :1], dtype="float32")
-        return ops.squeeze(ones, axis=-1) * self.temperature()
+        temperature = ops.squeeze(ones, axis=-1) * self.temperature()
+        return ops.cast(temperature, self.compute_dtype)
 
     def get_config(self):
         config = super().get_config()

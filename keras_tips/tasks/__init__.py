@@ -1,6 +1,8 @@
 """Downstream tasks on TIPS features.
 
 - `TIPSZeroShotClassifier`: zero-shot image classification from class names.
+- `TIPSImageClassifier`: a fine-tunable `keras_hub.models.ImageClassifier`
+  whose head can start as the zero-shot classifier.
 - Retrieval helpers: top-k image->text and text->image, recall@k.
 - `TIPSZeroShotSegmenter`: zero-shot semantic segmentation (value-attention
   patch features, sliding windows).
@@ -12,6 +14,8 @@ from keras_tips.tasks.dense_heads import DPTDecoder
 from keras_tips.tasks.dense_heads import TIPSDensePredictor
 from keras_tips.tasks.dense_heads import TIPSLinearProbe
 from keras_tips.tasks.dense_heads import intermediate_layer_features
+from keras_tips.tasks.image_classifier import TIPSClassTokenPooling
+from keras_tips.tasks.image_classifier import TIPSImageClassifier
 from keras_tips.tasks.retrieval import cosine_similarity_matrix
 from keras_tips.tasks.retrieval import image_to_text_retrieval
 from keras_tips.tasks.retrieval import recall_at_k
@@ -29,7 +33,9 @@ __all__ = [
     "IMAGENET_PROMPT_TEMPLATES",
     "SINGLE_PROMPT_TEMPLATE",
     "TCL_PROMPT_TEMPLATES",
+    "TIPSClassTokenPooling",
     "TIPSDensePredictor",
+    "TIPSImageClassifier",
     "TIPSLinearProbe",
     "TIPSZeroShotClassifier",
     "TIPSZeroShotSegmenter",

@@ -17,22 +17,18 @@ def check_backbone(backbone):
     return backbone
 
 
-class TIPSImageTask(Task):
-    """A keras-hub `Task` on TIPS images: classes, samples and presets.
+class TIPSImageTaskMixin:
+    """What a keras-hub `Task` on TIPS images needs: classes, samples, presets.
 
-    Samples are images, bare or under `"images"`, put through the image
-    converter of the `preprocessor` when there is one; `from_preset` also
-    takes the names of the official TIPS presets.
+    A plain mixin, for tasks that derive from another keras-hub task class
+    (e.g. `ImageClassifier`; deriving from both it and `TIPSImageTask`
+    would repeat `Task` in the bases, which Keras' functional models do not
+    allow); other tasks derive from `TIPSImageTask`.
 
     Example:
     ```python
-    class MyTask(TIPSImageTask):
-        def __init__(self, backbone, preprocessor=None, **kwargs):
-            self.backbone = check_backbone(backbone)
-            self.preprocessor = preprocessor
-            images = keras.Input(shape=(224, 224, 3), name="images")
-            outputs = backbone.vision_encoder(images)["cls_embeddings"]
-            super().__init__(inputs=images, outputs=outputs, **kwargs)
+    class MyClassifier(TIPSImageTaskMixin, keras_hub.models.ImageClassifier):
+        ...
     ```
     """
 
@@ -55,3 +51,23 @@ class TIPSImageTask(Task):
         return super().from_preset(
             resolve_preset(preset), load_weights=load_weights, **kwargs
         )
+
+
+class TIPSImageTask(TIPSImageTaskMixin, Task):
+    """A keras-hub `Task` on TIPS images: classes, samples and presets.
+
+    Samples are images, bare or under `"images"`, put through the image
+    converter of the `preprocessor` when there is one; `from_preset` also
+    takes the names of the official TIPS presets.
+
+    Example:
+    ```python
+    class MyTask(TIPSImageTask):
+        def __init__(self, backbone, preprocessor=None, **kwargs):
+            self.backbone = check_backbone(backbone)
+            self.preprocessor = preprocessor
+            images = keras.Input(shape=(224, 224, 3), name="images")
+            outputs = backbone.vision_encoder(images)["cls_embeddings"]
+            super().__init__(inputs=images, outputs=outputs, **kwargs)
+    ```
+    """

@@ -786,6 +786,8 @@ class TIPSDensePredictor(_DenseTask):
         num_depth_bins: int. Depth bins (256).
         min_depth: float. First bin centre (0.001).
         max_depth: float. Last bin centre (10.0).
+        output_activation: bool. ReLU after the decoder's last projection
+            (the `transformers` TIPSv2 depth decoders have it).
         freeze_backbone: bool. Sets `backbone.vision_encoder.trainable =
             False` (the shared encoder object) so `fit` trains the decoder.
         preprocessor: optional `keras_tips.TIPSPreprocessor`.
@@ -813,6 +815,7 @@ class TIPSDensePredictor(_DenseTask):
         num_depth_bins=256,
         min_depth=1e-3,
         max_depth=10.0,
+        output_activation=False,
         freeze_backbone=True,
         preprocessor=None,
         **kwargs,
@@ -844,6 +847,7 @@ class TIPSDensePredictor(_DenseTask):
             channels=channels,
             post_process_channels=post_process_channels,
             readout_type=readout_type,
+            output_activation=output_activation,
             name="dpt_decoder",
         )
 
@@ -866,6 +870,7 @@ class TIPSDensePredictor(_DenseTask):
         self.channels = channels
         self.post_process_channels = self.decoder.post_process_channels
         self.readout_type = readout_type
+        self.output_activation = bool(output_activation)
         self.freeze_backbone = freeze_backbone
 
     def get_config(self):
@@ -876,6 +881,7 @@ class TIPSDensePredictor(_DenseTask):
                 "channels": self.channels,
                 "post_process_channels": list(self.post_process_channels),
                 "readout_type": self.readout_type,
+                "output_activation": self.output_activation,
                 "freeze_backbone": self.freeze_backbone,
             }
         )
