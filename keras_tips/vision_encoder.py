@@ -5,6 +5,9 @@ import numpy as np
 from keras import ops
 from keras_hub.models import Backbone
 
+from keras_tips.empty_batch import EmptyBatchMixin
+from keras_tips.empty_batch import empty_outputs
+from keras_tips.empty_batch import is_empty_batch
 from keras_tips.layers.vision_block import TIPSVisionBlock
 from keras_tips.layers.vision_embedding import TIPSVisionEmbedding
 from keras_tips.layers.vision_outputs import TIPSVisionOutputs
@@ -12,7 +15,7 @@ from keras_tips.validation import check_encoder_images
 
 
 @keras.saving.register_keras_serializable(package="keras_tips")
-class TIPSVisionEncoder(Backbone):
+class TIPSVisionEncoder(EmptyBatchMixin, Backbone):
     """TIPS image encoder: a ViT with two class tokens and dense patch features.
 
     A pre-LayerNorm vision transformer (patch size 14) with one class token,
@@ -26,6 +29,7 @@ class TIPSVisionEncoder(Backbone):
     - `"cls_embeddings"`: `(B, 2, D)`, first and second class token;
     - `"patch_embeddings"`: `(B, H / 14, W / 14, D)`.
     Both are taken after the final LayerNorm and are not L2-normalised.
+    A batch of zero images gives empty outputs of these shapes (`B = 0`).
 
     Args:
         hidden_dim: int. Token width `D`.
@@ -147,6 +151,8 @@ class TIPSVisionEncoder(Backbone):
             The dict of `__call__`.
         """
         images = self._check_images(images)
+        if is_empty_batch(images):
+            return empty_outputs(self, images)
         return self._encode(images, patch_mask=patch_mask, training=training)
 
     def value_attention_patches(self, images):
@@ -164,6 +170,8 @@ class TIPSVisionEncoder(Backbone):
             `(B, H / 14, W / 14, D)` patch embeddings.
         """
         images = self._check_images(images)
+        if is_empty_batch(images):
+            return empty_outputs(self, images)["patch_embeddings"]
         if isinstance(images, np.ndarray):
             # Concrete images: run the compiled inference graph (one trace
             # per input shape), as `predict_on_batch` does for `__call__`.
@@ -215,3 +223,4 @@ class TIPSVisionEncoder(Backbone):
             }
         )
         return config
+

@@ -4,7 +4,10 @@ import keras
 from keras_hub.models import Task
 
 from keras_tips.backbone import TIPSBackbone
+from keras_tips.empty_batch import EmptyBatchMixin
 from keras_tips.preprocessor import TIPSPreprocessor
+from keras_tips.validation import check_encoder_images
+from keras_tips.validation import check_finite_weights
 
 
 def check_backbone(backbone):
@@ -17,12 +20,14 @@ def check_backbone(backbone):
     return backbone
 
 
-class TIPSImageTask(Task):
+class TIPSImageTask(EmptyBatchMixin, Task):
     """A keras-hub `Task` on TIPS images: classes, samples and presets.
 
     Samples are images, bare or under `"images"`, put through the image
     converter of the `preprocessor` when there is one; `from_preset` also
-    takes the names of the official TIPS presets.
+    takes the names of the official TIPS presets. Calling the task checks
+    model-ready images as `TIPSVisionEncoder` does; an empty batch gives
+    empty outputs from `__call__`, `predict` and `predict_on_batch`.
 
     Example:
     ```python
@@ -39,6 +44,15 @@ class TIPSImageTask(Task):
     backbone_cls = TIPSBackbone
     preprocessor_cls = TIPSPreprocessor
 
+    def __call__(self, inputs, *args, **kwargs):
+        # Model-ready images are checked as the vision encoder checks them
+        # (values too when concrete); an empty batch gives empty outputs.
+        images = inputs.get("images") if isinstance(inputs, dict) else inputs
+        backbone = getattr(self, "backbone", None)
+        if backbone is not None and not isinstance(images, keras.KerasTensor):
+            check_encoder_images(images, backbone.vision_encoder.patch_size)
+        return super().__call__(inputs, *args, **kwargs)
+
     def preprocess_samples(self, x, y=None, sample_weight=None):
         # Images may come bare or under "images"; the model takes a tensor.
         if isinstance(x, dict):
@@ -49,9 +63,16 @@ class TIPSImageTask(Task):
 
     @classmethod
     def from_preset(cls, preset, load_weights=True, **kwargs):
-        """Builds the task on a TIPS preset's backbone (name or directory)."""
+        """Builds the task on a TIPS preset's backbone (name or directory).
+
+        Loaded weights are checked: NaN or Inf raises a `ValueError`
+        naming the weight.
+        """
         from keras_tips.presets import resolve_preset
 
-        return super().from_preset(
+        task = super().from_preset(
             resolve_preset(preset), load_weights=load_weights, **kwargs
         )
+        if load_weights:
+            check_finite_weights(task, f"TIPS preset {preset}")
+        return task

@@ -112,6 +112,14 @@ def class_text_embeddings(
         text_encoder = text_encoder.text_encoder
     names = check_class_names(class_names)
     templates = check_prompt_templates(prompt_templates)
+    if (
+        isinstance(batch_size, bool)
+        or not isinstance(batch_size, (int, np.integer))
+        or batch_size < 1
+    ):
+        raise ValueError(
+            f"`batch_size` must be a positive int; received {batch_size!r}."
+        )
     if tokenizer is None:
         raise ValueError(
             "A tokenizer is needed to embed class names; build the task with "
