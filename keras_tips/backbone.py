@@ -9,6 +9,7 @@ from keras_tips.layers.contrastive_temperature import ContrastiveTemperature
 from keras_tips.validation import check_encoder_images
 from keras_tips.validation import check_finite_weights
 from keras_tips.validation import check_text_inputs
+from keras_tips.validation import unify_input_types
 
 
 @keras.saving.register_keras_serializable(package="keras_tips")
@@ -119,6 +120,7 @@ class TIPSBackbone(EmptyBatchMixin, Backbone):
         )
 
     def __call__(self, inputs, *args, **kwargs):
+        inputs = unify_input_types(inputs)
         if isinstance(inputs, dict) and "images" in inputs:
             check_encoder_images(inputs["images"], self.vision_encoder.patch_size)
             check_text_inputs(

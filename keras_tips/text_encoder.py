@@ -8,6 +8,7 @@ from keras_tips.layers.masked_mean_pooling import MaskedMeanPooling
 from keras_tips.layers.text_block import TIPSTextBlock
 from keras_tips.layers.text_embedding import TIPSTextEmbedding
 from keras_tips.validation import check_text_inputs
+from keras_tips.validation import unify_input_types
 
 
 @keras.saving.register_keras_serializable(package="keras_tips")
@@ -116,7 +117,9 @@ class TIPSTextEncoder(EmptyBatchMixin, Backbone):
         self.unknown_token_id = unknown_token_id
 
     def __call__(self, inputs, *args, **kwargs):
-        inputs = check_text_inputs(inputs, self.vocabulary_size)
+        inputs = unify_input_types(
+            check_text_inputs(inputs, self.vocabulary_size)
+        )
         return super().__call__(inputs, *args, **kwargs)
 
     def get_config(self):

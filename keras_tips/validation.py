@@ -285,6 +285,28 @@ def check_text_inputs(inputs, vocabulary_size=None):
     return inputs
 
 
+def unify_input_types(inputs):
+    """A dict of inputs with NumPy values turned into tensors if mixed.
+
+    Keras refuses a dict that mixes tensors and NumPy arrays ("cannot mix
+    tensors and non-tensors"); a user who passes eager images with NumPy
+    token ids means the same thing either way.
+    """
+    if not isinstance(inputs, dict):
+        return inputs
+    from keras import ops
+
+    values = list(inputs.values())
+    if any(isinstance(v, np.ndarray) for v in values) and any(
+        ops.is_tensor(v) for v in values
+    ):
+        return {
+            k: ops.convert_to_tensor(v) if isinstance(v, np.ndarray) else v
+            for k, v in inputs.items()
+        }
+    return inputs
+
+
 def _compatible(shape_a, shape_b):
     return len(shape_a) == len(shape_b) and all(
         a is None or b is None or a == b for a, b in zip(shape_a, shape_b)

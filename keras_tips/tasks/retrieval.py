@@ -125,7 +125,18 @@ def _positive_mask(positives, num_queries, gallery_size):
                 )
             groups = [[int(i)] for i in array]
         else:
-            groups = [list(p) for p in positives]
+            groups = []
+            for row, group in enumerate(positives):
+                if isinstance(group, (int, np.integer)):
+                    group = [group]
+                elif not isinstance(group, (list, tuple, set, range,
+                                            np.ndarray)):
+                    raise TypeError(
+                        f"`positives` entry {row} must be an int gallery "
+                        "index or a list of them; received "
+                        f"{type(group).__name__} {group!r}."
+                    )
+                groups.append(list(group))
             if len(groups) != num_queries:
                 raise ValueError(
                     f"`positives` has {len(groups)} entries for "
