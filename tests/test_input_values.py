@@ -453,12 +453,14 @@ def test_checkpoint_with_non_finite_values_names_the_key(
     arrays[key] = broken
     path = tmp_path_factory.mktemp("broken") / file
     np.savez(path, **arrays)
-    load = (convert.load_vision_encoder if "vision" in file
-            else convert.load_text_encoder)
+    files = {"vision": parity_dir / "vit_mlp_vision.npz",
+             "text": parity_dir / "text_small_text.npz"}
+    files["vision" if "vision" in file else "text"] = path
     with pytest.raises(convert.CheckpointError) as info:
-        load(path, num_heads=4)
-    assert repr(key) in str(info.value) or f"'{key}'" in str(info.value)
-    assert "NaN or Inf" in str(info.value)
+        convert.load_backbone(files["vision"], files["text"], num_heads=4)
+    message = str(info.value)
+    assert f"'{key}'" in message and str(path) in message
+    assert "NaN or Inf" in message or "positive finite" in message
 
 
 @pytest.mark.parametrize("num_heads", [0, -1, 3, 2.5, True])
@@ -595,3 +597,123 @@ def test_saved_model_empty_batches(served):
         tf.constant([], tf.string))["cls_embeddings"].shape) == (0, 2, WIDTH)
     full = served.embed_images(tf.fill((1, 28, 28, 3), 0.5))
     assert np.isfinite(full["cls_embeddings"].numpy()).all()
+
+
+# ---------------------------------------------------------------------------
+# Pretraining data path (pure tf.data: run once, on the jax job).
+
+
+@pytest.fixture(scope="module")
+def shard(tmp_path_factory):
+    import io
+
+    import tensorflow as tf
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(np.full((40, 50, 3), 90, "uint8")).save(buffer, "PNG")
+
+    def example(caption):
+        feature = {
+            "image": [buffer.getvalue()],
+            "caption_noisy": [caption],
+            "caption_synthetic": [caption],
+            "id": [b"x"],
+        }
+        return tf.train.Example(features=tf.train.Features(feature={
+            key: tf.train.Feature(bytes_list=tf.train.BytesList(value=value))
+            for key, value in feature.items()
+        })).SerializeToString()
+
+    path = str(tmp_path_factory.mktemp("shard") / "train-0.tfrecord")
+    with tf.io.TFRecordWriter(path) as writer:
+        for caption in (b"a red circle", b"two blue squares"):
+            writer.write(example(caption))
+    return path
+
+
+DATA_SMALL = dict(global_crop_size=28, local_crop_size=14, num_local_crops=1,
+                  sequence_length=6, shuffle_buffer=0, seed=0)
+
+
+def _hashing_tokenizer(offset, dtype="int32", vocabulary_size=None):
+    """Word-hash tokenizer whose ids start at `offset`."""
+    import tensorflow as tf
+
+    class Tokenizer:
+        def __call__(self, texts):
+            words = tf.strings.split(texts)
+            ids = tf.ragged.map_flat_values(
+                lambda w: tf.strings.to_hash_bucket_fast(w, 10) + offset,
+                words)
+            return tf.cast(ids.to_tensor(), dtype)
+
+    tokenizer = Tokenizer()
+    if vocabulary_size is not None:
+        tokenizer.vocabulary_size = lambda: vocabulary_size
+    return tokenizer
+
+
+@pytest.mark.backend_independent
+@settings(max_examples=10, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow,
+                                 HealthCheck.function_scoped_fixture])
+@given(
+    batch_size=st.sampled_from([-1, 0, 1, 2, True, 1.5]),
+    probability=st.sampled_from([0.0, 0.5, 1.0, -0.1, 1.5, np.nan]),
+    shuffle_buffer=st.sampled_from([0, 3, -1, True]),
+    seed=st.sampled_from([0, None, 2.5, True]),
+)
+def test_pretraining_arguments(shard, batch_size, probability,
+                               shuffle_buffer, seed):
+    from training import data
+
+    valid = (
+        batch_size in (1, 2) and not isinstance(batch_size, bool)
+        and 0.0 <= probability <= 1.0
+        and shuffle_buffer in (0, 3) and not isinstance(shuffle_buffer, bool)
+        and (seed is None or (seed == 0 and not isinstance(seed, bool)))
+    )
+    arguments = dict(DATA_SMALL, shuffle_buffer=shuffle_buffer, seed=seed)
+
+    def build():
+        return data.make_pretraining_dataset(
+            shard, _hashing_tokenizer(1), batch_size=batch_size,
+            global_blur_probability=probability, **arguments)
+
+    if not valid:
+        with pytest.raises((ValueError, TypeError)):
+            build()
+        return
+    batch = next(iter(build()))
+    assert batch["global_images"].shape[0] == batch_size
+    ids = batch["noisy_token_ids"].numpy()
+    assert (ids >= 0).all() and set(np.unique(
+        batch["noisy_padding_mask"].numpy())) <= {0, 1}
+
+
+@pytest.mark.backend_independent
+@pytest.mark.parametrize("offset,vocabulary_size", [(-20, None), (5, 8)])
+def test_pretraining_token_ids_outside_the_vocabulary_stop(
+    shard, offset, vocabulary_size
+):
+    import tensorflow as tf
+
+    from training import data
+
+    dataset = data.make_pretraining_dataset(
+        shard, _hashing_tokenizer(offset, vocabulary_size=vocabulary_size),
+        batch_size=2, **DATA_SMALL)
+    with pytest.raises(tf.errors.InvalidArgumentError,
+                       match="token ids outside"):
+        next(iter(dataset))
+
+
+@pytest.mark.backend_independent
+def test_pretraining_float_token_ids_are_rejected(shard):
+    from training import data
+
+    with pytest.raises(TypeError, match="integer token ids"):
+        data.make_pretraining_dataset(
+            shard, _hashing_tokenizer(1, dtype="float32"), batch_size=2,
+            **DATA_SMALL)

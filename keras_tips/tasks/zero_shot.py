@@ -7,6 +7,7 @@ from keras import ops
 from keras_tips.backbone import TIPSBackbone
 from keras_tips.tasks._tips_task import TIPSImageTask
 from keras_tips.tasks._tips_task import check_backbone
+from keras_tips.validation import check_text_inputs
 
 SINGLE_PROMPT_TEMPLATE = ("a photo of a {}.",)
 
@@ -132,13 +133,16 @@ def class_text_embeddings(
         tokens = tokenizer.tokenize_with_padding_mask(
             prompts[start : start + batch_size]
         )
-        # Compiled inference: one trace per batch shape.
-        embeddings = text_encoder.predict_on_batch(
+        # Compiled inference (one trace per batch shape), which cannot
+        # check values: check them here.
+        inputs = check_text_inputs(
             {
                 "token_ids": np.asarray(tokens["token_ids"]),
                 "padding_mask": np.asarray(tokens["padding_mask"]),
-            }
+            },
+            text_encoder.vocabulary_size,
         )
+        embeddings = text_encoder.predict_on_batch(inputs)
         chunks.append(np.asarray(embeddings, dtype="float32"))
     embeddings = _l2_normalize_numpy(np.concatenate(chunks, axis=0))
     embeddings = embeddings.reshape(len(names), len(templates), -1)
