@@ -31,6 +31,11 @@ class TIPSVisionEncoder(EmptyBatchMixin, Backbone):
     Both are taken after the final LayerNorm and are not L2-normalised.
     A batch of zero images gives empty outputs of these shapes (`B = 0`).
 
+    Concrete images (NumPy arrays, eager tensors of any backend) are checked
+    before running: NaN, Inf or values outside `[0, 1]` raise a
+    `ValueError`, as do wrong ranks, channels and sizes. Inside compiled
+    graphs values are not checked and NaN propagates.
+
     Args:
         hidden_dim: int. Token width `D`.
         num_layers: int. Number of transformer blocks.

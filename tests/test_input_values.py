@@ -367,19 +367,18 @@ def test_tasks_on_special_images(tokenizer, batch, value, task, entry):
     expected_shape = (batch, 3) if task == "classifier" else (
         batch, 28, 28, 3)
     bad = batch and not (np.isfinite(value) and 0 <= value <= 1)
-    checked = entry == "call" or BACKEND == "torch" or task == "classifier"
-    if bad and entry == "call":
-        with pytest.raises(ValueError, match=r"NaN or Inf|\[0, 1\]"):
-            run()
-        return
-    if bad and BACKEND == "torch" and task == "classifier":
+    # Values are checked wherever they are concrete: `__call__`, and on
+    # torch (which predicts eagerly) `predict` too. Compiled jax/tensorflow
+    # predictions cannot raise: NaN in gives NaN out, never a wrong number.
+    checked = entry == "call" or BACKEND == "torch"
+    if bad and checked:
         with pytest.raises(ValueError, match=r"NaN or Inf|\[0, 1\]"):
             run()
         return
     out = to_numpy(run())
     assert out.shape == expected_shape
-    if not bad or not checked:
-        assert np.isfinite(out).all() or bad
+    if not bad:
+        assert np.isfinite(out).all()
 
 
 @SETTINGS

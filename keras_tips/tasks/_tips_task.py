@@ -74,5 +74,8 @@ class TIPSImageTask(EmptyBatchMixin, Task):
             resolve_preset(preset), load_weights=load_weights, **kwargs
         )
         if load_weights:
-            check_finite_weights(task, f"TIPS preset {preset}")
+            # The backbone too: a task's graph may not use every encoder
+            # (and torch tracks only the layers in the graph).
+            for model in (task.backbone, task):
+                check_finite_weights(model, f"TIPS preset {preset}")
         return task
