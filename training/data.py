@@ -656,15 +656,16 @@ def _checked_token_ids(ids, vocabulary_size):
         "TIPSTokenizer; ids of another tokenizer do not match the text "
         "encoder's embedding table."
     )
+    wide = tf.cast(ids, tf.int64)  # no wrap-around of the bounds
     checks = [
         tf.debugging.assert_greater_equal(
-            ids, tf.zeros([], ids.dtype), message=message
+            wide, tf.constant(0, tf.int64), message=message
         )
     ]
     if vocabulary_size is not None:
         checks.append(
             tf.debugging.assert_less(
-                ids, tf.cast(vocabulary_size, ids.dtype), message=message
+                wide, tf.constant(vocabulary_size, tf.int64), message=message
             )
         )
     with tf.control_dependencies(checks):
