@@ -282,7 +282,9 @@ def _build_archive(backbone, tokenizer, image_converter):
     # The model graphs (jax2tf-converted on jax) are wrapped so that an
     # empty batch gives empty outputs without running them: jax2tf's
     # symbolic batch must be >= 1 and TensorFlow's convolution mishandles
-    # a batch of 0.
+    # a batch of 0. `_backend_add_endpoint` is the backend conversion step
+    # of `add_endpoint` (tf.function, or jax2tf on jax) without registering
+    # a signature; the wrappers are registered under the public names.
     image_spec = tf.TensorSpec([None, None, None, 3], tf.float32, "images")
     token_specs = [
         tf.TensorSpec([None, None], tf.int32, "token_ids"),

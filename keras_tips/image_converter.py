@@ -36,8 +36,9 @@ class TIPSImageConverter(TIPSPresetMixin, ImageConverter):
     Inputs are channels-last images, `(height, width, channels)` or
     `(batch, height, width, channels)`, of any integer or float dtype with
     pixel values in `[0, 255]` (with the default `scale` and `offset`,
-    concrete float images outside that range raise a `ValueError`). The output has 3 channels and the layer's
-    compute dtype (`float32` by default).
+    concrete images outside that range raise a `ValueError`; resizing
+    would otherwise blur them into range). The output has 3 channels and
+    the layer's compute dtype (`float32` by default).
 
     Args:
         image_size: `(int, int)` tuple or `None`. Output `(height, width)`.

@@ -32,11 +32,10 @@ class TIPSPreprocessor(TIPSPresetMixin, Preprocessor):
 
     An empty batch (zero images, `[]` texts) gives empty outputs of the
     same shapes. A key that is absent (or `None`) in the input is absent in
-    the output,
-    so the layer serves image-only, text-only and paired data. Unbatched
-    inputs (one image `(height, width, channels)`, one string) give
-    unbatched outputs, e.g. when mapped over a `tf.data` dataset before
-    batching. Eager calls return backend tensors; inside `tf.data` the
+    the output, so the layer serves image-only, text-only and paired data.
+    Unbatched inputs (one image `(height, width, channels)`, one string)
+    give unbatched outputs, e.g. when mapped over a `tf.data` dataset
+    before batching. Eager calls return backend tensors; inside `tf.data` the
     outputs are `tf.Tensor`s.
 
     Args:
