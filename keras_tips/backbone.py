@@ -122,10 +122,14 @@ class TIPSBackbone(EmptyBatchMixin, Backbone):
     def __call__(self, inputs, *args, **kwargs):
         inputs = unify_input_types(inputs)
         if isinstance(inputs, dict) and "images" in inputs:
-            check_encoder_images(inputs["images"], self.vision_encoder.patch_size)
+            values = not kwargs.get("training", args[0] if args else None)
+            check_encoder_images(
+                inputs["images"], self.vision_encoder.patch_size, values
+            )
             check_text_inputs(
                 {k: v for k, v in inputs.items() if k != "images"},
                 self.text_encoder.vocabulary_size,
+                values,
             )
         return super().__call__(inputs, *args, **kwargs)
 

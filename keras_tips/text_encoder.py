@@ -26,9 +26,9 @@ class TIPSTextEncoder(EmptyBatchMixin, Backbone):
     tensors) raises a `ValueError` for token ids outside
     `[0, vocabulary_size)` and for mask values other than 0 and 1. Where the
     values cannot be checked (inside `jit` / `tf.function`, `predict`, the
-    exported SavedModel) the model defines the result on every backend:
-    an out-of-range id is embedded as `unknown_token_id` and any non-zero
-    mask value counts as a real token.
+    exported SavedModel, and training steps, `training=True`) the model
+    defines the result on every backend: an out-of-range id is embedded as
+    `unknown_token_id` and any non-zero mask value counts as a real token.
 
     Args:
         vocabulary_size: int. Number of token ids (32,000 for TIPS).
@@ -117,8 +117,11 @@ class TIPSTextEncoder(EmptyBatchMixin, Backbone):
         self.unknown_token_id = unknown_token_id
 
     def __call__(self, inputs, *args, **kwargs):
+        training = kwargs.get("training", args[0] if args else None)
         inputs = unify_input_types(
-            check_text_inputs(inputs, self.vocabulary_size)
+            check_text_inputs(
+                inputs, self.vocabulary_size, values=not training
+            )
         )
         return super().__call__(inputs, *args, **kwargs)
 

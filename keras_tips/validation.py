@@ -10,6 +10,12 @@ token), the same on every backend.
 
 Empty batches (batch size 0) are valid everywhere: they give correctly
 shaped empty outputs.
+
+Training steps (`training=True`) check shapes and dtypes only: their values
+come from the data pipeline, which checks token ids itself, and a NaN
+reaching the loss stops the run naming the step (`training/train.py`), the
+same on every backend (torch runs its steps eagerly, jax and tensorflow
+compiled).
 """
 
 import math
@@ -116,13 +122,14 @@ def _image_value_range(images):
     return bool(finite), low, high
 
 
-def check_encoder_images(images, patch_size):
+def check_encoder_images(images, patch_size, values=True):
     """Validates images for `TIPSVisionEncoder`; returns them unchanged.
 
     Checks what can be known without running the model: rank 4, three
     channels, height and width positive multiples of `patch_size`, a float
-    dtype and, for concrete inputs (NumPy arrays, eager tensors), finite
-    values inside `[0, 1]`. A batch of zero images is valid.
+    dtype and, for concrete inputs (NumPy arrays, eager tensors) when
+    `values` is True, finite values inside `[0, 1]`. A batch of zero images
+    is valid.
 
     Raises:
         ValueError or TypeError naming the problem and the fix.
@@ -159,7 +166,7 @@ def check_encoder_images(images, patch_size):
             f"TIPSVisionEncoder expects float images in [0, 1]; received dtype "
             f"{dtype}. Divide by 255 (or use TIPSImageConverter) first."
         )
-    if shape[0] == 0 or 0 in shape:
+    if not values or shape[0] == 0 or 0 in shape:
         return images
     value_range = _image_value_range(images)
     if value_range is not None:
@@ -193,8 +200,10 @@ def check_token_ids(token_ids, vocabulary_size, name="token_ids"):
             f"`{name}` must be integers; received dtype {dtype}. Use "
             "TIPSTokenizer to make token ids."
         )
+    if vocabulary_size is None:
+        return token_ids
     values = concrete_values(token_ids)
-    if values is None or values.size == 0 or vocabulary_size is None:
+    if values is None or values.size == 0:
         return token_ids
     if values.dtype.kind not in "iu":
         raise TypeError(
@@ -240,12 +249,12 @@ def check_padding_mask(padding_mask, name="padding_mask"):
     return padding_mask
 
 
-def check_text_inputs(inputs, vocabulary_size=None):
+def check_text_inputs(inputs, vocabulary_size=None, values=True):
     """Validates `{"token_ids", "padding_mask"}` for `TIPSTextEncoder`.
 
-    Shapes and dtypes always; for concrete inputs also the values: token ids
-    inside `[0, vocabulary_size)` (when given) and a mask of 0s and 1s.
-    A batch of zero texts is valid.
+    Shapes and dtypes always; for concrete inputs and `values=True` also
+    the values: token ids inside `[0, vocabulary_size)` (when given) and a
+    mask of 0s and 1s. A batch of zero texts is valid.
     """
     if not isinstance(inputs, dict):
         raise TypeError(
@@ -280,8 +289,9 @@ def check_text_inputs(inputs, vocabulary_size=None):
             f"'padding_mask' shape {mask_shape} differs from 'token_ids' shape "
             f"{ids_shape}."
         )
-    check_token_ids(inputs["token_ids"], vocabulary_size)
-    check_padding_mask(inputs["padding_mask"])
+    check_token_ids(inputs["token_ids"], vocabulary_size if values else None)
+    if values:
+        check_padding_mask(inputs["padding_mask"])
     return inputs
 
 

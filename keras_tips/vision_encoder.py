@@ -34,7 +34,8 @@ class TIPSVisionEncoder(EmptyBatchMixin, Backbone):
     Concrete images (NumPy arrays, eager tensors of any backend) are checked
     before running: NaN, Inf or values outside `[0, 1]` raise a
     `ValueError`, as do wrong ranks, channels and sizes. Inside compiled
-    graphs values are not checked and NaN propagates.
+    graphs and training steps (`training=True`) values are not checked and
+    NaN propagates (to the training loss, which stops the run).
 
     Args:
         hidden_dim: int. Token width `D`.
@@ -155,7 +156,7 @@ class TIPSVisionEncoder(EmptyBatchMixin, Backbone):
         Returns:
             The dict of `__call__`.
         """
-        images = self._check_images(images)
+        images = self._check_images(images, values=not training)
         if is_empty_batch(images):
             return empty_outputs(self, images)
         return self._encode(images, patch_mask=patch_mask, training=training)
@@ -203,12 +204,13 @@ class TIPSVisionEncoder(EmptyBatchMixin, Backbone):
             object.__setattr__(self, "_value_attention_graph", model)
         return model
 
-    def _check_images(self, images):
-        return check_encoder_images(images, self.patch_size)
+    def _check_images(self, images, values=True):
+        return check_encoder_images(images, self.patch_size, values=values)
 
     def __call__(self, images, *args, **kwargs):
         if not isinstance(images, dict):
-            images = self._check_images(images)
+            training = kwargs.get("training", args[0] if args else None)
+            images = self._check_images(images, values=not training)
         return super().__call__(images, *args, **kwargs)
 
     def get_config(self):

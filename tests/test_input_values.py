@@ -217,6 +217,24 @@ def test_images_special_values(batch, value, dtype, as_tensor, entry):
             run()
 
 
+def test_training_steps_check_shapes_not_values():
+    # Training steps (eager on torch, compiled elsewhere) behave alike: the
+    # data pipeline and the NaN-loss guard own the values.
+    model = backbone()
+    images = np.full((1, 28, 28, 3), np.nan, "float32")
+    out = model.vision_encoder.encode(images, training=True)
+    assert not np.isfinite(to_numpy(out["cls_embeddings"])).any()
+    text = model.text_encoder({"token_ids": np.array([[3, 612]], "int32"),
+                               "padding_mask": np.array([[1, 2]], "int32")},
+                              training=True)
+    unknown = model.text_encoder({"token_ids": np.array([[3, 2]], "int32"),
+                                  "padding_mask": np.array([[1, 1]], "int32")})
+    np.testing.assert_allclose(to_numpy(text), to_numpy(unknown), atol=1e-6)
+    with pytest.raises(ValueError, match="channels"):
+        model.vision_encoder(np.zeros((1, 28, 28, 4), "float32"),
+                             training=True)
+
+
 @pytest.mark.parametrize("height,width", [(0, 28), (28, 0), (13, 28)])
 def test_images_without_a_patch(height, width):
     with pytest.raises(ValueError, match="positive multiple of the patch"):

@@ -50,7 +50,11 @@ class TIPSImageTask(EmptyBatchMixin, Task):
         images = inputs.get("images") if isinstance(inputs, dict) else inputs
         backbone = getattr(self, "backbone", None)
         if backbone is not None and not isinstance(images, keras.KerasTensor):
-            check_encoder_images(images, backbone.vision_encoder.patch_size)
+            training = kwargs.get("training", args[0] if args else None)
+            check_encoder_images(
+                images, backbone.vision_encoder.patch_size,
+                values=not training,
+            )
         return super().__call__(inputs, *args, **kwargs)
 
     def preprocess_samples(self, x, y=None, sample_weight=None):
