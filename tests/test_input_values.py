@@ -734,3 +734,14 @@ def test_pretraining_float_token_ids_are_rejected(shard):
         data.make_pretraining_dataset(
             shard, _hashing_tokenizer(1, dtype="float32"), batch_size=2,
             **DATA_SMALL)
+
+
+@pytest.mark.parametrize("special", [np.nan, np.inf, 0.0])
+def test_class_embeddings_and_temperature_values(special):
+    embeddings = np.eye(2, WIDTH, dtype="float32")
+    embeddings[1] = special
+    with pytest.raises(ValueError, match="class_embeddings"):
+        tasks.TIPSZeroShotClassifier(backbone(), ["a", "b"],
+                                     class_embeddings=embeddings)
+    with pytest.raises(ValueError, match="temperature"):
+        backbone().temperature_layer.set_temperature(special)

@@ -192,6 +192,17 @@ class ClassEmbeddingSimilarity(keras.layers.Layer):
                 f"Class embeddings must have shape {expected}; received "
                 f"{embeddings.shape}."
             )
+        if not np.isfinite(embeddings).all():
+            raise ValueError(
+                "`class_embeddings` contain NaN or Inf values; embed the "
+                "classes again (class_text_embeddings)."
+            )
+        zero = np.flatnonzero(~embeddings.any(axis=-1))
+        if len(zero):
+            raise ValueError(
+                f"`class_embeddings` rows {zero[:10].tolist()} are all zeros; "
+                "such a class has cosine 0 with every image. Embed it again."
+            )
         self.class_embeddings.assign(_l2_normalize_numpy(embeddings))
 
     def call(self, features):
