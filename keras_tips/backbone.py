@@ -5,14 +5,17 @@ from keras import ops
 from keras_hub.models import Backbone
 
 from keras_tips.backbone_mixin import TIPSBackboneMixin
+from keras_tips.empty_batch import EmptyBatchMixin
 from keras_tips.layers.contrastive_temperature import ContrastiveTemperature
 from keras_tips.presets import register_builtin_presets
 from keras_tips.validation import check_encoder_images
+from keras_tips.validation import check_finite_weights
 from keras_tips.validation import check_text_inputs
+from keras_tips.validation import unify_input_types
 
 
 @keras.saving.register_keras_serializable(package="keras_tips")
-class TIPSBackbone(TIPSBackboneMixin, Backbone):
+class TIPSBackbone(EmptyBatchMixin, TIPSBackboneMixin, Backbone):
     """TIPS image-text model: both encoders and the contrastive temperature.
 
     Inputs are a dict with `"images"` (float `(B, H, W, 3)` in `[0, 1]`, H
@@ -24,6 +27,11 @@ class TIPSBackbone(TIPSBackboneMixin, Backbone):
     - `"temperature"` `(B,)`: the contrastive temperature, repeated.
     Embeddings are not L2-normalised. TIPS contrasts the first CLS with
     web alt-text and the second CLS with dense synthetic captions.
+
+    Concrete inputs are checked as by the two encoders (pixels in `[0, 1]`,
+    token ids inside the vocabulary, a 0/1 mask); an empty batch gives
+    empty outputs. See `TIPSTextEncoder` for what compiled graphs do with
+    values that cannot be checked.
 
     Args:
         vision_encoder: a `keras_tips.TIPSVisionEncoder`.
@@ -114,10 +122,16 @@ class TIPSBackbone(TIPSBackboneMixin, Backbone):
         )
 
     def __call__(self, inputs, *args, **kwargs):
+        inputs = unify_input_types(inputs)
         if isinstance(inputs, dict) and "images" in inputs:
-            check_encoder_images(inputs["images"], self.vision_encoder.patch_size)
+            values = not kwargs.get("training", args[0] if args else None)
+            check_encoder_images(
+                inputs["images"], self.vision_encoder.patch_size, values
+            )
             check_text_inputs(
-                {k: v for k, v in inputs.items() if k != "images"}
+                {k: v for k, v in inputs.items() if k != "images"},
+                self.text_encoder.vocabulary_size,
+                values,
             )
         return super().__call__(inputs, *args, **kwargs)
 
@@ -171,7 +185,9 @@ class TIPSBackbone(TIPSBackboneMixin, Backbone):
         Args:
             preset: string, as above.
             load_weights: bool. Load the weights (True) or keep a random
-                initialisation of the same architecture.
+                initialisation of the same architecture. Loaded weights
+                are checked: a preset holding NaN or Inf raises a
+                `ValueError` naming the weight.
             **kwargs: passed to the keras-hub loader.
         """
         import os
@@ -183,7 +199,7 @@ class TIPSBackbone(TIPSBackboneMixin, Backbone):
         if isinstance(preset, str) and os.path.isdir(preset):
             check_preset_directory(preset, expected_class=cls.__name__)
         try:
-            return super().from_preset(
+            backbone = super().from_preset(
                 preset, load_weights=load_weights, **kwargs
             )
         except OSError as error:
@@ -191,6 +207,9 @@ class TIPSBackbone(TIPSBackboneMixin, Backbone):
                 f"Could not load the TIPS preset {preset}: its files are "
                 f"unreadable or truncated ({error}). Convert or save it again."
             ) from error
+        if load_weights:
+            check_finite_weights(backbone, f"TIPS preset {preset}")
+        return backbone
 
 
 # keras-hub's registry: `TIPSBackbone.presets`, and `from_preset(name)` on

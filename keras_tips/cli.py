@@ -275,6 +275,8 @@ def run_embed(args):
     import numpy as np
     from keras import ops
 
+    from keras_tips.validation import check_text_inputs
+
     _check_output(args.output, ".npy")
     texts = list(args.texts or [])
     if args.texts_file:
@@ -293,15 +295,15 @@ def run_embed(args):
         progress = _progress(len(texts), "embedding texts")
         for batch in _batches(texts, args.batch_size):
             tokens = tokenizer.tokenize_with_padding_mask(batch)
+            inputs = check_text_inputs(
+                {
+                    "token_ids": np.asarray(tokens["token_ids"]),
+                    "padding_mask": np.asarray(tokens["padding_mask"]),
+                },
+                backbone.text_encoder.vocabulary_size,
+            )
             chunks.append(
-                np.asarray(
-                    backbone.text_encoder.predict_on_batch(
-                        {
-                            "token_ids": np.asarray(tokens["token_ids"]),
-                            "padding_mask": np.asarray(tokens["padding_mask"]),
-                        }
-                    )
-                )
+                np.asarray(backbone.text_encoder.predict_on_batch(inputs))
             )
             progress.update(len(batch))
         progress.close()

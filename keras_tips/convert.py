@@ -6,6 +6,7 @@ encoders. This module infers the architecture from the arrays, builds the
 Keras encoders and copies every weight, checking every key and shape.
 """
 
+import math
 import os
 import shutil
 import tempfile
@@ -15,6 +16,7 @@ import numpy as np
 
 from keras_tips.layers.feed_forward import swiglu_hidden_dim
 from keras_tips.text_encoder import TIPSTextEncoder
+from keras_tips.validation import check_finite_arrays
 from keras_tips.variants import num_heads_for_width
 from keras_tips.vision_encoder import TIPSVisionEncoder
 
@@ -38,6 +40,14 @@ def read_npz(path):
         ) from error
 
 
+def _check_finite(arrays, key, path):
+    """Raises `CheckpointError` naming `key` if its array has NaN or Inf."""
+    try:
+        check_finite_arrays({key: arrays[key]}, path)
+    except ValueError as error:
+        raise CheckpointError(str(error)) from None
+
+
 def _count_blocks(arrays, prefix, suffix):
     count = 0
     while f"{prefix}{count}{suffix}" in arrays:
@@ -53,6 +63,16 @@ def _require(arrays, path, *keys):
 
 def _heads(num_heads, hidden_dim, path):
     if num_heads is not None:
+        if (
+            isinstance(num_heads, bool)
+            or not isinstance(num_heads, (int, np.integer))
+            or num_heads < 1
+            or hidden_dim % num_heads
+        ):
+            raise ValueError(
+                f"`num_heads` must be a positive int that divides the width "
+                f"{hidden_dim} of {path}. Received: num_heads={num_heads!r}"
+            )
         return int(num_heads)
     heads = num_heads_for_width(hidden_dim)
     if heads is None:
@@ -237,13 +257,15 @@ TEXT_EXTRA_KEYS = ("temperature", "temperature_contrastive")
 def assign_weights(entries, arrays, path="checkpoint", ignore=()):
     """Copies arrays into variables after checking every key and shape.
 
-    Nothing is assigned unless every array is present with the right shape
-    and no unexpected array is left over.
+    Nothing is assigned unless every array is present with the right shape,
+    holds only finite values (no NaN or Inf), and no unexpected array is
+    left over.
     """
     staged = []
     for variable, key, layout in entries:
         if key not in arrays:
             raise CheckpointError(f"{path}: missing key '{key}'.")
+        _check_finite(arrays, key, path)
         value = _TRANSFORMS[layout][0](arrays[key])
         expected = tuple(variable.shape)
         if tuple(value.shape) != expected:
@@ -314,11 +336,29 @@ def load_text_encoder(npz_path, num_heads=None, dtype=None):
 
 
 def read_text_temperature(npz_path, default=None):
-    """The contrastive temperature stored in an official text checkpoint."""
+    """The contrastive temperature stored in an official text checkpoint.
+
+    Raises:
+        CheckpointError if the stored value is not one positive finite
+        number.
+    """
     arrays = read_npz(npz_path)
     for key in TEXT_EXTRA_KEYS:
         if key in arrays:
-            return float(np.asarray(arrays[key]).reshape(()))
+            value = np.asarray(arrays[key])
+            if value.size != 1 or value.dtype.kind not in "iuf":
+                raise CheckpointError(
+                    f"{npz_path}: '{key}' must be one number; it has shape "
+                    f"{value.shape} and dtype {value.dtype}."
+                )
+            temperature = float(value.reshape(()))
+            if not math.isfinite(temperature) or temperature <= 0:
+                raise CheckpointError(
+                    f"{npz_path}: '{key}' is {temperature}; a contrastive "
+                    "temperature must be a positive finite number. The "
+                    "checkpoint is damaged; use another copy."
+                )
+            return temperature
     if default is None:
         raise CheckpointError(f"{npz_path}: no 'temperature' array.")
     return default

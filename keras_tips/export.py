@@ -19,6 +19,11 @@ so a server with TensorFlow alone (no Keras, no keras-tips) can load it with
   zeros).
 - `embed_token_ids(token_ids, padding_mask)`: int32 `(batch, length)` ->
   the same L2-normalised `{"text_embeddings"}` for pre-tokenized text.
+  The values cannot be checked inside the graph, so they are defined as in
+  `TIPSTextEncoder`: an id outside the vocabulary is embedded as the
+  unknown-token id, any non-zero mask value is a real token.
+
+Every signature maps an empty batch to empty outputs of the right shapes.
 
 Backends:
 - TensorFlow: the Keras functions are traced directly.
@@ -260,8 +265,7 @@ def _build_archive(backbone, tokenizer, image_converter):
         )
         return {"text_embeddings": _l2_normalize(embeddings)}
 
-    image_spec = keras.InputSpec(shape=(None, None, None, 3), dtype="float32")
-    token_spec = keras.InputSpec(shape=(None, None), dtype="int32")
+    hidden_dim = vision_encoder.hidden_dim
     vision_kwargs = {}
     text_kwargs = {}
     if backend == "jax":
@@ -275,16 +279,61 @@ def _build_archive(backbone, tokenizer, image_converter):
         text_kwargs["jax2tf_kwargs"] = {
             "polymorphic_shapes": ["(batch, length)", "(batch, length)"]
         }
-    embed_images = archive.add_endpoint(
-        "embed_images", vision_fn, input_signature=[image_spec],
-        **vision_kwargs,
+    # The model graphs (jax2tf-converted on jax) are wrapped so that an
+    # empty batch gives empty outputs without running them: jax2tf's
+    # symbolic batch must be >= 1 and TensorFlow's convolution mishandles
+    # a batch of 0. `_backend_add_endpoint` is the backend conversion step
+    # of `add_endpoint` (tf.function, or jax2tf on jax) without registering
+    # a signature; the wrappers are registered under the public names.
+    image_spec = tf.TensorSpec([None, None, None, 3], tf.float32, "images")
+    token_specs = [
+        tf.TensorSpec([None, None], tf.int32, "token_ids"),
+        tf.TensorSpec([None, None], tf.int32, "padding_mask"),
+    ]
+    vision_graph = archive._backend_add_endpoint(
+        "embed_images", vision_fn, [image_spec], **vision_kwargs
     )
-    embed_token_ids = archive.add_endpoint(
-        "embed_token_ids",
-        text_fn,
-        input_signature=[token_spec, token_spec],
-        **text_kwargs,
+    text_graph = archive._backend_add_endpoint(
+        "embed_token_ids", text_fn, token_specs, **text_kwargs
     )
+    patch = vision_encoder.patch_size
+    vision_dtypes = _output_dtypes(vision_graph)
+    text_dtypes = _output_dtypes(text_graph)
+
+    @tf.function(input_signature=[image_spec], autograph=False)
+    def embed_images(images):
+        shape = tf.shape(images)
+
+        def empty():
+            grid = [shape[1] // patch, shape[2] // patch]
+            return {
+                "cls_embeddings": tf.zeros(
+                    [0, 2, hidden_dim], vision_dtypes["cls_embeddings"]
+                ),
+                "patch_embeddings": tf.zeros(
+                    [0, *grid, hidden_dim], vision_dtypes["patch_embeddings"]
+                ),
+            }
+
+        return tf.cond(shape[0] > 0, lambda: vision_graph(images), empty)
+
+    @tf.function(input_signature=token_specs, autograph=False)
+    def embed_token_ids(token_ids, padding_mask):
+        def empty():
+            return {
+                "text_embeddings": tf.zeros(
+                    [0, hidden_dim], text_dtypes["text_embeddings"]
+                )
+            }
+
+        return tf.cond(
+            tf.shape(token_ids)[0] > 0,
+            lambda: text_graph(token_ids, padding_mask),
+            empty,
+        )
+
+    archive.add_endpoint("embed_images", embed_images)
+    archive.add_endpoint("embed_token_ids", embed_token_ids)
 
     height, width = image_converter.image_size
 
@@ -338,6 +387,12 @@ def _build_archive(backbone, tokenizer, image_converter):
         embed_texts.get_concrete_function()
         archive.add_endpoint("embed_texts", embed_texts)
     return archive
+
+
+def _output_dtypes(function):
+    """`{name: tf.DType}` of the outputs of a `tf.function` with a signature."""
+    outputs = function.get_concrete_function().structured_outputs
+    return {name: spec.dtype for name, spec in outputs.items()}
 
 
 def _l2_normalize(x):

@@ -35,8 +35,10 @@ class TIPSImageConverter(TIPSPresetMixin, ImageConverter):
 
     Inputs are channels-last images, `(height, width, channels)` or
     `(batch, height, width, channels)`, of any integer or float dtype with
-    pixel values in `[0, 255]`. The output has 3 channels and the layer's
-    compute dtype (`float32` by default).
+    pixel values in `[0, 255]` (with the default `scale` and `offset`,
+    concrete images outside that range raise a `ValueError`; resizing
+    would otherwise blur them into range). The output has 3 channels and
+    the layer's compute dtype (`float32` by default).
 
     Args:
         image_size: `(int, int)` tuple or `None`. Output `(height, width)`.
@@ -161,6 +163,8 @@ class TIPSImageConverter(TIPSPresetMixin, ImageConverter):
             )
 
         images = _to_float(images, ops)
+        if self._expects_0_255():
+            _check_0_255(images, ops)
         if self.image_size is not None:
             images = self.resizing(images)
             images = ops.core.cast(images, "float32")
@@ -175,6 +179,12 @@ class TIPSImageConverter(TIPSPresetMixin, ImageConverter):
         if unbatched:
             images = ops.numpy.squeeze(images, 0)
         return images
+
+    def _expects_0_255(self):
+        """Whether the default `scale`/`offset` map `[0, 255]` to `[0, 1]`."""
+        return self.offset is None and isinstance(self.scale, float) and (
+            abs(self.scale - 1.0 / 255.0) < 1e-12
+        )
 
     def get_config(self):
         config = super().get_config()
@@ -248,6 +258,24 @@ def _to_float(images, ops):
         if not bool(ops.core.convert_to_numpy(all_finite)):
             raise ValueError(message)
     return images
+
+
+def _check_0_255(images, ops):
+    """Raises for concrete images with values outside `[0, 255]`.
+
+    Resizing would blur such values into a plausible range, so they are
+    caught before it. Graph inputs (`tf.data`, traced JAX) pass unchecked.
+    """
+    if in_tf_function() or _is_traced(images) or 0 in tuple(images.shape):
+        return
+    low = float(ops.core.convert_to_numpy(ops.numpy.min(images)))
+    high = float(ops.core.convert_to_numpy(ops.numpy.max(images)))
+    if low < 0.0 or high > 255.0:
+        raise ValueError(
+            "TIPSImageConverter expects pixel values in [0, 255]; received "
+            f"values in [{low:g}, {high:g}]. Clip or rescale the images "
+            "(or pass `scale`/`offset` for another range)."
+        )
 
 
 def _is_traced(x):

@@ -1,6 +1,7 @@
 """Preprocessor turning raw images and texts into TIPS model inputs."""
 
 import keras
+import numpy as np
 from keras_hub.src.models.preprocessor import Preprocessor
 from keras_hub.src.utils.tensor_utils import preprocessing_function
 
@@ -29,11 +30,12 @@ class TIPSPreprocessor(TIPSPresetMixin, Preprocessor):
       `official_padding_mask=False` for the per-token mask used in
       training.
 
-    A key that is absent (or `None`) in the input is absent in the output,
-    so the layer serves image-only, text-only and paired data. Unbatched
-    inputs (one image `(height, width, channels)`, one string) give
-    unbatched outputs, e.g. when mapped over a `tf.data` dataset before
-    batching. Eager calls return backend tensors; inside `tf.data` the
+    An empty batch (zero images, `[]` texts) gives empty outputs of the
+    same shapes. A key that is absent (or `None`) in the input is absent in
+    the output, so the layer serves image-only, text-only and paired data.
+    Unbatched inputs (one image `(height, width, channels)`, one string)
+    give unbatched outputs, e.g. when mapped over a `tf.data` dataset
+    before batching. Eager calls return backend tensors; inside `tf.data` the
     outputs are `tf.Tensor`s.
 
     Args:
@@ -124,6 +126,10 @@ class TIPSPreprocessor(TIPSPresetMixin, Preprocessor):
                 images = self.image_converter(images)
             outputs["images"] = images
         if texts is not None:
+            if _is_empty_array(texts):
+                # `[]` arrives as an empty float array: keep it a batch of
+                # zero strings.
+                texts = np.array([], dtype=str)
             if self.tokenizer is None:
                 raise ValueError(
                     "TIPSPreprocessor received texts but has no `tokenizer`."
@@ -168,3 +174,9 @@ class TIPSPreprocessor(TIPSPresetMixin, Preprocessor):
         config = super().get_config()
         config.update({"sequence_length": self._sequence_length})
         return config
+
+
+def _is_empty_array(x):
+    """True for a rank 1 array or tensor of zero elements."""
+    shape = getattr(x, "shape", None)
+    return shape is not None and len(shape) == 1 and shape[0] == 0

@@ -4,14 +4,16 @@ import keras
 from keras_hub.models import Backbone
 
 from keras_tips.backbone_mixin import TIPSBackboneMixin
+from keras_tips.empty_batch import EmptyBatchMixin
 from keras_tips.layers.masked_mean_pooling import MaskedMeanPooling
 from keras_tips.layers.text_block import TIPSTextBlock
 from keras_tips.layers.text_embedding import TIPSTextEmbedding
 from keras_tips.validation import check_text_inputs
+from keras_tips.validation import unify_input_types
 
 
 @keras.saving.register_keras_serializable(package="keras_tips")
-class TIPSTextEncoder(TIPSBackboneMixin, Backbone):
+class TIPSTextEncoder(EmptyBatchMixin, TIPSBackboneMixin, Backbone):
     """TIPS text encoder: a transformer whose mean-pooled output is the embedding.
 
     Token embeddings scaled by `sqrt(D)` plus sinusoidal positions, pre-norm
@@ -19,7 +21,15 @@ class TIPSTextEncoder(TIPSBackboneMixin, Backbone):
     the mean over real tokens. Inputs are
     `{"token_ids": (B, L) int, "padding_mask": (B, L)}` with 1 for real
     tokens; the output `(B, D)` is not L2-normalised. An empty text (no real
-    token) gives a finite vector.
+    token) gives a finite vector, an empty batch (`B = 0`) a `(0, D)` array.
+
+    Bad values: calling the model on concrete inputs (NumPy arrays, eager
+    tensors) raises a `ValueError` for token ids outside
+    `[0, vocabulary_size)` and for mask values other than 0 and 1. Where the
+    values cannot be checked (inside `jit` / `tf.function`, `predict`, the
+    exported SavedModel, and training steps, `training=True`) the model
+    defines the result on every backend: an out-of-range id is embedded as
+    `unknown_token_id` and any non-zero mask value counts as a real token.
 
     Args:
         vocabulary_size: int. Number of token ids (32,000 for TIPS).
@@ -28,6 +38,8 @@ class TIPSTextEncoder(TIPSBackboneMixin, Backbone):
         num_heads: int. Attention heads.
         mlp_dim: int. MLP hidden width.
         layer_norm_epsilon: float. LayerNorm epsilon (1e-5 in TIPS).
+        unknown_token_id: int. Id embedded in place of out-of-range ids
+            inside compiled graphs (2, `<unk>`, in the TIPS tokenizer).
         dtype: string or `keras.DTypePolicy`.
         **kwargs: standard `keras.Model` arguments, e.g. `name`.
 
@@ -51,12 +63,17 @@ class TIPSTextEncoder(TIPSBackboneMixin, Backbone):
         num_heads,
         mlp_dim,
         layer_norm_epsilon=1e-5,
+        unknown_token_id=2,
         dtype=None,
         **kwargs,
     ):
         # === Layers ===
         self.embedding = TIPSTextEmbedding(
-            vocabulary_size, hidden_dim, dtype=dtype, name="embedding"
+            vocabulary_size,
+            hidden_dim,
+            unknown_token_id=unknown_token_id,
+            dtype=dtype,
+            name="embedding",
         )
         self.blocks = [
             TIPSTextBlock(
@@ -98,9 +115,16 @@ class TIPSTextEncoder(TIPSBackboneMixin, Backbone):
         self.num_heads = num_heads
         self.mlp_dim = mlp_dim
         self.layer_norm_epsilon = layer_norm_epsilon
+        self.unknown_token_id = unknown_token_id
 
     def __call__(self, inputs, *args, **kwargs):
-        return super().__call__(check_text_inputs(inputs), *args, **kwargs)
+        training = kwargs.get("training", args[0] if args else None)
+        inputs = unify_input_types(
+            check_text_inputs(
+                inputs, self.vocabulary_size, values=not training
+            )
+        )
+        return super().__call__(inputs, *args, **kwargs)
 
     def _lora_attention_layers(self):
         return [block.qkv for block in self.blocks] + [
@@ -117,6 +141,7 @@ class TIPSTextEncoder(TIPSBackboneMixin, Backbone):
                 "num_heads": self.num_heads,
                 "mlp_dim": self.mlp_dim,
                 "layer_norm_epsilon": self.layer_norm_epsilon,
+                "unknown_token_id": self.unknown_token_id,
             }
         )
         return config

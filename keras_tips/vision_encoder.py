@@ -6,6 +6,9 @@ from keras import ops
 from keras_hub.models import Backbone
 
 from keras_tips.backbone_mixin import TIPSBackboneMixin
+from keras_tips.empty_batch import EmptyBatchMixin
+from keras_tips.empty_batch import empty_outputs
+from keras_tips.empty_batch import is_empty_batch
 from keras_tips.layers.vision_block import TIPSVisionBlock
 from keras_tips.layers.vision_embedding import TIPSVisionEmbedding
 from keras_tips.layers.vision_outputs import TIPSVisionOutputs
@@ -13,7 +16,7 @@ from keras_tips.validation import check_encoder_images
 
 
 @keras.saving.register_keras_serializable(package="keras_tips")
-class TIPSVisionEncoder(TIPSBackboneMixin, Backbone):
+class TIPSVisionEncoder(EmptyBatchMixin, TIPSBackboneMixin, Backbone):
     """TIPS image encoder: a ViT with two class tokens and dense patch features.
 
     A pre-LayerNorm vision transformer (patch size 14) with one class token,
@@ -27,6 +30,13 @@ class TIPSVisionEncoder(TIPSBackboneMixin, Backbone):
     - `"cls_embeddings"`: `(B, 2, D)`, first and second class token;
     - `"patch_embeddings"`: `(B, H / 14, W / 14, D)`.
     Both are taken after the final LayerNorm and are not L2-normalised.
+    A batch of zero images gives empty outputs of these shapes (`B = 0`).
+
+    Concrete images (NumPy arrays, eager tensors of any backend) are checked
+    before running: NaN, Inf or values outside `[0, 1]` raise a
+    `ValueError`, as do wrong ranks, channels and sizes. Inside compiled
+    graphs and training steps (`training=True`) values are not checked and
+    NaN propagates (to the training loss, which stops the run).
 
     Args:
         hidden_dim: int. Token width `D`.
@@ -147,7 +157,9 @@ class TIPSVisionEncoder(TIPSBackboneMixin, Backbone):
         Returns:
             The dict of `__call__`.
         """
-        images = self._check_images(images)
+        images = self._check_images(images, values=not training)
+        if is_empty_batch(images):
+            return empty_outputs(self, images)
         return self._encode(images, patch_mask=patch_mask, training=training)
 
     def value_attention_patches(self, images):
@@ -165,6 +177,8 @@ class TIPSVisionEncoder(TIPSBackboneMixin, Backbone):
             `(B, H / 14, W / 14, D)` patch embeddings.
         """
         images = self._check_images(images)
+        if is_empty_batch(images):
+            return empty_outputs(self, images)["patch_embeddings"]
         if isinstance(images, np.ndarray):
             # Concrete images: run the compiled inference graph (one trace
             # per input shape), as `predict_on_batch` does for `__call__`.
@@ -191,12 +205,13 @@ class TIPSVisionEncoder(TIPSBackboneMixin, Backbone):
             object.__setattr__(self, "_value_attention_graph", model)
         return model
 
-    def _check_images(self, images):
-        return check_encoder_images(images, self.patch_size)
+    def _check_images(self, images, values=True):
+        return check_encoder_images(images, self.patch_size, values=values)
 
     def __call__(self, images, *args, **kwargs):
         if not isinstance(images, dict):
-            images = self._check_images(images)
+            training = kwargs.get("training", args[0] if args else None)
+            images = self._check_images(images, values=not training)
         return super().__call__(images, *args, **kwargs)
 
     def _lora_attention_layers(self):
@@ -221,3 +236,4 @@ class TIPSVisionEncoder(TIPSBackboneMixin, Backbone):
             }
         )
         return config
+

@@ -627,17 +627,69 @@ def _select_synthetic_caption(captions, sampling, u):
 # Tokenization.
 
 
+def _vocabulary_size(tokenizer):
+    """The tokenizer's vocabulary size if it reports one, else None."""
+    size = getattr(tokenizer, "vocabulary_size", None)
+    if not callable(size):
+        return None
+    try:
+        size = size()
+    except Exception:  # e.g. a tokenizer whose vocabulary loads later
+        return None
+    return int(size) if isinstance(size, numbers.Integral) else None
+
+
+def _checked_token_ids(ids, vocabulary_size):
+    """`ids` after in-graph checks that they lie in `[0, vocabulary_size)`.
+
+    The values are only known while the pipeline runs, so an id out of range
+    stops iteration with an `InvalidArgumentError` carrying this message
+    (instead of reaching the embedding, where JAX returns NaN).
+    """
+    where = (
+        f"[0, {vocabulary_size}), the vocabulary of the tokenizer"
+        if vocabulary_size is not None
+        else "[0, vocabulary size)"
+    )
+    message = (
+        f"`tokenizer` produced token ids outside {where}. Use the model's "
+        "TIPSTokenizer; ids of another tokenizer do not match the text "
+        "encoder's embedding table."
+    )
+    wide = tf.cast(ids, tf.int64)  # no wrap-around of the bounds
+    checks = [
+        tf.debugging.assert_greater_equal(
+            wide, tf.constant(0, tf.int64), message=message
+        )
+    ]
+    if vocabulary_size is not None:
+        checks.append(
+            tf.debugging.assert_less(
+                wide, tf.constant(vocabulary_size, tf.int64), message=message
+            )
+        )
+    with tf.control_dependencies(checks):
+        return tf.identity(ids)
+
+
 def _tokenize(tokenizer, texts, present, sequence_length):
     """Token ids `(B, L)` int32 and padding mask; zeros where not present."""
     ids = tokenizer(texts)
     if isinstance(ids, tf.RaggedTensor):
         ids = ids.to_tensor(default_value=0)
-    ids = tf.cast(tf.convert_to_tensor(ids), tf.int32)
+    ids = tf.convert_to_tensor(ids)
+    if not ids.dtype.is_integer:
+        raise TypeError(
+            "`tokenizer` must return integer token ids; got dtype "
+            f"{ids.dtype.name}. Casting would silently truncate; fix the "
+            "tokenizer (TIPSTokenizer returns int32)."
+        )
     if ids.shape.rank is not None and ids.shape.rank != 2:
         raise ValueError(
             "`tokenizer` must map a (B,) string tensor to (B, sequence_length) "
             f"token ids; got rank {ids.shape.rank} output of shape {ids.shape}."
         )
+    ids = tf.cast(_checked_token_ids(ids, _vocabulary_size(tokenizer)), tf.int32)
     ids = ids[:, :sequence_length]
     ids = tf.pad(ids, [[0, 0], [0, sequence_length - tf.shape(ids)[1]]])
     ids = tf.ensure_shape(ids, [None, sequence_length])
@@ -716,6 +768,10 @@ def make_pretraining_dataset(
             token ids `(B, sequence_length)` (pad id 0); shorter or ragged
             outputs are padded, longer ones truncated. Runs inside
             `tf.data`, so it must be TF-traceable (e.g. `TIPSTokenizer`).
+            Non-integer outputs raise a `TypeError` here; ids below 0 (or
+            at least `tokenizer.vocabulary_size()`, when the tokenizer has
+            that method) stop iteration with an `InvalidArgumentError`
+            naming the problem.
         batch_size: int, images per batch.
         global_crop_size: int, side of the global crop (multiple of
             `patch_size`).
@@ -815,7 +871,11 @@ def make_pretraining_dataset(
             "`synthetic_caption_sampling` must be one of "
             f"{SYNTHETIC_CAPTION_SAMPLING}, got {synthetic_caption_sampling!r}."
         )
-    if not isinstance(shuffle_buffer, numbers.Integral) or shuffle_buffer < 0:
+    if (
+        not isinstance(shuffle_buffer, numbers.Integral)
+        or isinstance(shuffle_buffer, bool)
+        or shuffle_buffer < 0
+    ):
         raise ValueError(
             f"`shuffle_buffer` must be an int >= 0, got {shuffle_buffer!r}."
         )

@@ -57,7 +57,13 @@ class ContrastiveTemperature(keras.layers.Layer):
 
     def set_temperature(self, value):
         """Sets the temperature (e.g. from an official checkpoint)."""
-        self.log_temperature.assign(math.log(float(value)))
+        value = float(value)
+        if not math.isfinite(value) or value <= 0:
+            raise ValueError(
+                "The contrastive temperature must be a positive finite "
+                f"number. Received: {value}"
+            )
+        self.log_temperature.assign(math.log(value))
 
     def call(self, embeddings):
         """Returns the temperature broadcast to one value per example.

@@ -9,7 +9,7 @@ class MaskedMeanPooling(keras.layers.Layer):
 
     Computes `sum(x * mask) / (sum(mask) + epsilon)` as the official TIPS
     text encoder does, so a sequence without real tokens pools to zeros
-    rather than NaN.
+    rather than NaN. Any non-zero mask value marks a real token.
 
     Args:
         epsilon: float. Added to the token count.
@@ -21,7 +21,8 @@ class MaskedMeanPooling(keras.layers.Layer):
         self.epsilon = float(epsilon)
 
     def call(self, x, padding_mask):
-        keep = ops.cast(padding_mask, "float32")[..., None]
+        # Any non-zero mask value is a real token, counted once.
+        keep = ops.cast(ops.not_equal(padding_mask, 0), "float32")[..., None]
         x = ops.where(keep > 0, ops.cast(x, "float32"), 0.0)
         total = ops.sum(x, axis=1)
         count = ops.sum(keep, axis=1) + self.epsilon

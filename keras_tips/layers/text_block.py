@@ -95,7 +95,9 @@ class TIPSTextBlock(keras.layers.Layer):
         )
         branch = self.out_proj(ops.reshape(mixed, (batch, length, self.hidden_dim)))
         x = x + ops.cast(branch, x.dtype)
-        keep = ops.cast(padding_mask, self.compute_dtype)[..., None]
+        # Any non-zero mask value is a real token (as in the attention bias).
+        keep = ops.cast(ops.not_equal(padding_mask, 0), self.compute_dtype)
+        keep = keep[..., None]
         hidden = ops.relu(self.fc(self.ln_2(x))) * keep
         return x + ops.cast(self.proj(hidden) * keep, x.dtype)
 

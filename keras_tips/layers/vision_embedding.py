@@ -71,9 +71,15 @@ class TIPSVisionEmbedding(keras.layers.Layer):
         patches = self.patch_projection(images)
         batch = ops.shape(patches)[0]
         cls_position, patch_positions = self.position_embedding(patches)
-        patches = ops.reshape(patches, (batch, -1, self.hidden_dim))
+        # Explicit sizes, not -1: an empty batch has zero elements.
+        grid = ops.shape(patches)
+        patches = ops.reshape(
+            patches, (batch, grid[1] * grid[2], self.hidden_dim)
+        )
         if patch_mask is not None:
-            patch_mask = ops.reshape(ops.cast(patch_mask, "bool"), (batch, -1))
+            patch_mask = ops.reshape(
+                ops.cast(patch_mask, "bool"), (batch, grid[1] * grid[2])
+            )
             patches = ops.where(
                 patch_mask[..., None],
                 ops.cast(self.mask_token, patches.dtype),

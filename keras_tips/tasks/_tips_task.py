@@ -4,7 +4,10 @@ import keras
 from keras_hub.models import Task
 
 from keras_tips.backbone import TIPSBackbone
+from keras_tips.empty_batch import EmptyBatchMixin
 from keras_tips.preprocessor import TIPSPreprocessor
+from keras_tips.validation import check_encoder_images
+from keras_tips.validation import check_finite_weights
 
 
 def check_backbone(backbone):
@@ -23,7 +26,8 @@ class TIPSImageTaskMixin:
     A plain mixin, for tasks that derive from another keras-hub task class
     (e.g. `ImageClassifier`; deriving from both it and `TIPSImageTask`
     would repeat `Task` in the bases, which Keras' functional models do not
-    allow); other tasks derive from `TIPSImageTask`.
+    allow); other tasks derive from `TIPSImageTask`. Calling the task
+    checks model-ready images as `TIPSVisionEncoder` does.
 
     Example:
     ```python
@@ -35,6 +39,19 @@ class TIPSImageTaskMixin:
     backbone_cls = TIPSBackbone
     preprocessor_cls = TIPSPreprocessor
 
+    def __call__(self, inputs, *args, **kwargs):
+        # Model-ready images are checked as the vision encoder checks them
+        # (values too when concrete); an empty batch gives empty outputs.
+        images = inputs.get("images") if isinstance(inputs, dict) else inputs
+        backbone = getattr(self, "backbone", None)
+        if backbone is not None and not isinstance(images, keras.KerasTensor):
+            training = kwargs.get("training", args[0] if args else None)
+            check_encoder_images(
+                images, backbone.vision_encoder.patch_size,
+                values=not training,
+            )
+        return super().__call__(inputs, *args, **kwargs)
+
     def preprocess_samples(self, x, y=None, sample_weight=None):
         # Images may come bare or under "images"; the model takes a tensor.
         if isinstance(x, dict):
@@ -45,20 +62,32 @@ class TIPSImageTaskMixin:
 
     @classmethod
     def from_preset(cls, preset, load_weights=True, **kwargs):
-        """Builds the task on a TIPS preset's backbone (name or directory)."""
+        """Builds the task on a TIPS preset's backbone (name or directory).
+
+        Loaded weights are checked: NaN or Inf raises a `ValueError`
+        naming the weight.
+        """
         from keras_tips.presets import resolve_preset
 
-        return super().from_preset(
+        task = super().from_preset(
             resolve_preset(preset), load_weights=load_weights, **kwargs
         )
+        if load_weights:
+            # The backbone too: a task's graph may not use every encoder
+            # (and torch tracks only the layers in the graph).
+            for model in (task.backbone, task):
+                check_finite_weights(model, f"TIPS preset {preset}")
+        return task
 
 
-class TIPSImageTask(TIPSImageTaskMixin, Task):
+class TIPSImageTask(EmptyBatchMixin, TIPSImageTaskMixin, Task):
     """A keras-hub `Task` on TIPS images: classes, samples and presets.
 
     Samples are images, bare or under `"images"`, put through the image
     converter of the `preprocessor` when there is one; `from_preset` also
-    takes the names of the official TIPS presets.
+    takes the names of the official TIPS presets. Calling the task checks
+    model-ready images as `TIPSVisionEncoder` does; an empty batch gives
+    empty outputs from `__call__`, `predict` and `predict_on_batch`.
 
     Example:
     ```python

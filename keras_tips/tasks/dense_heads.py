@@ -16,8 +16,11 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_tips.empty_batch import empty_outputs
+from keras_tips.empty_batch import is_empty_batch
 from keras_tips.tasks._tips_task import TIPSImageTask
 from keras_tips.tasks._tips_task import check_backbone
+from keras_tips.validation import check_finite_arrays
 
 DENSE_TASKS = ("segmentation", "depth", "normals")
 PROBE_TASKS = ("segmentation", "depth")
@@ -118,6 +121,10 @@ def intermediate_layer_features(vision_encoder, images, layer_indices=None):
         )
     if not isinstance(images, keras.KerasTensor):
         images = vision_encoder._check_images(images)
+        if is_empty_batch(images):
+            outputs = empty_outputs(vision_encoder, images)
+            empty = (outputs["cls_embeddings"][:, 0], outputs["patch_embeddings"])
+            return [empty for _ in layer_indices]
         images = ops.convert_to_tensor(images, "float32")
     x = vision_encoder.embedding(images)
     states = {}
@@ -551,7 +558,8 @@ def dpt_weight_map(decoder):
 def load_dpt_weights(decoder, weights):
     """Loads official PyTorch-layout DPT weights into a built `DPTDecoder`.
 
-    Every key and shape is checked before anything is assigned.
+    Every key, shape and value (no NaN or Inf) is checked before anything
+    is assigned.
 
     Args:
         decoder: a built `DPTDecoder` of the checkpoint's architecture.
@@ -577,6 +585,7 @@ def load_dpt_weights(decoder, weights):
         value = np.asarray(weights[key])
         if transform is not None:
             value = transform(value)
+        check_finite_arrays({key: value}, path)
         if tuple(value.shape) != tuple(variable.shape):
             raise ValueError(
                 f"{path}: '{key}' has shape {np.shape(weights[key])}, which "

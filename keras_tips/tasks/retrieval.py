@@ -112,6 +112,11 @@ def _positive_mask(positives, num_queries, gallery_size):
             isinstance(p, (int, np.integer)) for p in positives
         ):
             array = np.asarray(positives)
+            if array.size and array.dtype.kind not in "iu":
+                raise TypeError(
+                    "`positives` must hold integer gallery indices (or be a "
+                    f"boolean (Q, G) mask); received dtype {array.dtype}."
+                )
         if array is not None and array.ndim == 1:
             if len(array) != num_queries:
                 raise ValueError(
@@ -120,7 +125,18 @@ def _positive_mask(positives, num_queries, gallery_size):
                 )
             groups = [[int(i)] for i in array]
         else:
-            groups = [list(p) for p in positives]
+            groups = []
+            for row, group in enumerate(positives):
+                if isinstance(group, (int, np.integer)):
+                    group = [group]
+                elif not isinstance(group, (list, tuple, set, range,
+                                            np.ndarray)):
+                    raise TypeError(
+                        f"`positives` entry {row} must be an int gallery "
+                        "index or a list of them; received "
+                        f"{type(group).__name__} {group!r}."
+                    )
+                groups.append(list(group))
             if len(groups) != num_queries:
                 raise ValueError(
                     f"`positives` has {len(groups)} entries for "
@@ -129,6 +145,13 @@ def _positive_mask(positives, num_queries, gallery_size):
         mask = np.zeros((num_queries, gallery_size), dtype=bool)
         for row, group in enumerate(groups):
             for index in group:
+                if isinstance(index, bool) or not isinstance(
+                    index, (int, np.integer)
+                ):
+                    raise TypeError(
+                        f"`positives` of query {row} must be integer gallery "
+                        f"indices; received {index!r}."
+                    )
                 if not 0 <= int(index) < gallery_size:
                     raise ValueError(
                         f"`positives` index {index} of query {row} is outside "
@@ -156,7 +179,8 @@ def recall_at_k(similarity, positives, ks=(1, 5, 10)):
 
     Returns:
         `{k: recall}` with float recalls in `[0, 1]`. Ties are broken by
-        the lower gallery index, as in `top_k_retrieval`.
+        the lower gallery index, as in `top_k_retrieval`. Zero queries or
+        a non-finite similarity raise a `ValueError`.
     """
     similarity = np.asarray(ops.convert_to_numpy(similarity), dtype="float32")
     if similarity.ndim != 2:
@@ -165,6 +189,17 @@ def recall_at_k(similarity, positives, ks=(1, 5, 10)):
             f"{similarity.shape}."
         )
     num_queries, gallery_size = similarity.shape
+    if num_queries == 0:
+        raise ValueError(
+            "`similarity` has no queries (shape "
+            f"{similarity.shape}); recall over zero queries is undefined. "
+            "Pass at least one query."
+        )
+    if not np.isfinite(similarity).all():
+        raise ValueError(
+            "`similarity` contains NaN or Inf values, which have no rank; "
+            "check the embeddings that produced it."
+        )
     mask = _positive_mask(positives, num_queries, gallery_size)
     if isinstance(ks, (int, np.integer)):
         ks = (ks,)

@@ -45,6 +45,14 @@ def to_unit_images(images, name="images"):
     return images
 
 
+def _is_positive_int(value):
+    return (
+        isinstance(value, (int, np.integer))
+        and not isinstance(value, bool)
+        and value >= 1
+    )
+
+
 def short_side_size(height, width, short_side):
     """`(height, width)` scaled so the shorter side is `short_side`.
 
@@ -225,7 +233,7 @@ class TIPSZeroShotSegmenter(ClassEmbeddingTaskMixin, TIPSImageTask):
         batch, height, width = images.shape[:3]
         work = images
         if short_side is not None:
-            if not isinstance(short_side, int) or short_side < 1:
+            if not _is_positive_int(short_side):
                 raise ValueError(
                     f"`short_side` must be a positive int; got {short_side!r}."
                 )
@@ -245,7 +253,7 @@ class TIPSZeroShotSegmenter(ClassEmbeddingTaskMixin, TIPSImageTask):
         if window_size is None:
             windows = [(0, work_height, 0, work_width)]
         else:
-            if not isinstance(window_size, int) or window_size < 1:
+            if not _is_positive_int(window_size):
                 raise ValueError(
                     "`window_size` must be a positive int; got "
                     f"{window_size!r}."
@@ -253,7 +261,7 @@ class TIPSZeroShotSegmenter(ClassEmbeddingTaskMixin, TIPSImageTask):
             stride = stride if stride is not None else max(
                 3 * window_size // 4, 1
             )
-            if not isinstance(stride, int) or stride < 1:
+            if not _is_positive_int(stride):
                 raise ValueError(
                     f"`stride` must be a positive int; got {stride!r}."
                 )

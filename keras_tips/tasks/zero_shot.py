@@ -7,6 +7,7 @@ from keras import ops
 from keras_tips.backbone import TIPSBackbone
 from keras_tips.tasks._tips_task import TIPSImageTask
 from keras_tips.tasks._tips_task import check_backbone
+from keras_tips.validation import check_text_inputs
 
 SINGLE_PROMPT_TEMPLATE = ("a photo of a {}.",)
 
@@ -112,6 +113,14 @@ def class_text_embeddings(
         text_encoder = text_encoder.text_encoder
     names = check_class_names(class_names)
     templates = check_prompt_templates(prompt_templates)
+    if (
+        isinstance(batch_size, bool)
+        or not isinstance(batch_size, (int, np.integer))
+        or batch_size < 1
+    ):
+        raise ValueError(
+            f"`batch_size` must be a positive int; received {batch_size!r}."
+        )
     if tokenizer is None:
         raise ValueError(
             "A tokenizer is needed to embed class names; build the task with "
@@ -124,13 +133,16 @@ def class_text_embeddings(
         tokens = tokenizer.tokenize_with_padding_mask(
             prompts[start : start + batch_size]
         )
-        # Compiled inference: one trace per batch shape.
-        embeddings = text_encoder.predict_on_batch(
+        # Compiled inference (one trace per batch shape), which cannot
+        # check values: check them here.
+        inputs = check_text_inputs(
             {
                 "token_ids": np.asarray(tokens["token_ids"]),
                 "padding_mask": np.asarray(tokens["padding_mask"]),
-            }
+            },
+            text_encoder.vocabulary_size,
         )
+        embeddings = text_encoder.predict_on_batch(inputs)
         chunks.append(np.asarray(embeddings, dtype="float32"))
     embeddings = _l2_normalize_numpy(np.concatenate(chunks, axis=0))
     embeddings = embeddings.reshape(len(names), len(templates), -1)
@@ -179,6 +191,17 @@ class ClassEmbeddingSimilarity(keras.layers.Layer):
             raise ValueError(
                 f"Class embeddings must have shape {expected}; received "
                 f"{embeddings.shape}."
+            )
+        if not np.isfinite(embeddings).all():
+            raise ValueError(
+                "`class_embeddings` contain NaN or Inf values; embed the "
+                "classes again (class_text_embeddings)."
+            )
+        zero = np.flatnonzero(~embeddings.any(axis=-1))
+        if len(zero):
+            raise ValueError(
+                f"`class_embeddings` rows {zero[:10].tolist()} are all zeros; "
+                "such a class has cosine 0 with every image. Embed it again."
             )
         self.class_embeddings.assign(_l2_normalize_numpy(embeddings))
 
