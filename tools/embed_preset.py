@@ -41,13 +41,15 @@ def heldout_metrics(preset, work_dir, baselines=False):
     tokenizer = keras_tips.TIPSTokenizer.from_preset(preset)
     tokenizer.official_padding_mask = False
     image_size = keras_tips.TIPSImageConverter.from_preset(preset).image_size[0]
-    pattern = os.path.join(work_dir, "heldout-*.tfrecord")
+    batches = evaluation.load_eval_batches(
+        tokenizer, os.path.join(work_dir, "heldout-*.tfrecord"),
+        int(image_size))
     metrics, features = evaluation.evaluate_scenes(
-        backbone, tokenizer, pattern, int(image_size))
+        backbone, tokenizer, None, None, batches=batches)
     if baselines:
         random_metrics, _ = evaluation.evaluate_scenes(
-            evaluation.random_weights_like(backbone), tokenizer, pattern,
-            int(image_size))
+            evaluation.random_weights_like(backbone), tokenizer, None, None,
+            batches=batches)
         metrics["baselines"] = {
             "random_weights": random_metrics,
             **evaluation.trivial_baselines(features),

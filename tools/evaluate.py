@@ -124,15 +124,17 @@ def main(argv=None):
                 image_size = int(converter.image_size[0])
             except Exception:  # presets without an image converter
                 image_size = 224
+        batches = evaluation.load_eval_batches(
+            tokenizer, args.data, image_size, args.batch_size, args.max_scenes)
         metrics, features = evaluation.evaluate_scenes(
-            backbone, tokenizer, args.data, image_size,
-            batch_size=args.batch_size, max_scenes=args.max_scenes)
+            backbone, tokenizer, None, None, max_scenes=args.max_scenes,
+            batches=batches)
         rows = [dict(metrics, model="trained")]
         if not args.no_baselines:
             random_backbone = evaluation.random_weights_like(backbone)
             random_metrics, _ = evaluation.evaluate_scenes(
-                random_backbone, tokenizer, args.data, image_size,
-                batch_size=args.batch_size, max_scenes=args.max_scenes)
+                random_backbone, tokenizer, None, None,
+                max_scenes=args.max_scenes, batches=batches)
             rows.append(dict(random_metrics, model="random weights (same architecture)"))
             trivial = evaluation.trivial_baselines(features)
             rows.append(dict(trivial["all_background"],

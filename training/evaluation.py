@@ -55,18 +55,39 @@ def _unit(x, axis=-1):
     return x / np.maximum(np.linalg.norm(x, axis=axis, keepdims=True), 1e-6)
 
 
-def extract_features(backbone, tokenizer, file_pattern, image_size,
-                     batch_size=32, max_scenes=None):
-    """Runs the model once over the evaluation shards."""
+def load_eval_batches(tokenizer, file_pattern, image_size, batch_size=32,
+                      max_scenes=None):
+    """Reads the evaluation shards once into a list of NumPy batches.
+
+    Each batch holds `images`, the first synthetic caption's
+    `synthetic_token_ids` / `synthetic_padding_mask` /
+    `has_synthetic_caption` and the `segmentation` masks. Several models
+    are evaluated on the same batches (reading the shards again would
+    re-create the tokenizer's in-graph resources).
+    """
     sequence_length = int(getattr(tokenizer, "sequence_length", 64) or 64)
     dataset = make_eval_dataset(
         file_pattern, tokenizer, image_size, batch_size,
         sequence_length=sequence_length,
     )
-    parts = {field.name: [] for field in dataclasses.fields(SceneFeatures)}
-    seen = 0
-    vision = backbone.vision_encoder
+    keys = ("images", "synthetic_token_ids", "synthetic_padding_mask",
+            "has_synthetic_caption", "segmentation")
+    batches, seen = [], 0
     for batch in dataset.as_numpy_iterator():
+        batches.append({key: batch[key] for key in keys})
+        seen += len(batch["images"])
+        if max_scenes and seen >= max_scenes:
+            break
+    if not seen:
+        raise ValueError(f"No evaluation scenes were read from {file_pattern!r}.")
+    return batches
+
+
+def extract_features(backbone, batches, max_scenes=None):
+    """Runs the model once over `batches` (from `load_eval_batches`)."""
+    parts = {field.name: [] for field in dataclasses.fields(SceneFeatures)}
+    vision = backbone.vision_encoder
+    for batch in batches:
         images = batch["images"]
         outputs = vision(images)
         parts["cls_embeddings"].append(ops.convert_to_numpy(outputs["cls_embeddings"]))
@@ -80,11 +101,6 @@ def extract_features(backbone, tokenizer, file_pattern, image_size,
         parts["caption_embeddings"].append(ops.convert_to_numpy(text))
         parts["has_caption"].append(batch["has_synthetic_caption"])
         parts["segmentation"].append(batch["segmentation"])
-        seen += len(images)
-        if max_scenes and seen >= max_scenes:
-            break
-    if not seen:
-        raise ValueError(f"No evaluation scenes were read from {file_pattern!r}.")
     features = {k: np.concatenate(v)[:max_scenes] for k, v in parts.items()}
     return SceneFeatures(**features)
 
@@ -397,10 +413,17 @@ def patch_grid_ceiling_miou(segmentation, grid, num_classes):
 
 
 def evaluate_scenes(backbone, tokenizer, file_pattern, image_size,
-                    batch_size=32, max_scenes=None):
-    """All scene metrics for one model, as a flat dict of floats."""
-    features = extract_features(
-        backbone, tokenizer, file_pattern, image_size, batch_size, max_scenes)
+                    batch_size=32, max_scenes=None, batches=None):
+    """All scene metrics for one model: `(flat dict of floats, features)`.
+
+    Pass `batches` (from `load_eval_batches`) to evaluate several models on
+    the scenes read once; `file_pattern`, `image_size` and `batch_size` are
+    then unused.
+    """
+    if batches is None:
+        batches = load_eval_batches(
+            tokenizer, file_pattern, image_size, batch_size, max_scenes)
+    features = extract_features(backbone, batches, max_scenes)
     return evaluate_features(backbone, tokenizer, features), features
 
 

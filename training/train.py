@@ -558,11 +558,16 @@ class TrainingResult:
 def _scene_evaluator(eval_data, tokenizer, config):
     """`backbone -> metrics` on held-out scenes (`training.evaluation`)."""
 
-    def evaluate(backbone):
-        from training.evaluation import evaluate_scenes
+    batches = []
 
-        metrics, _ = evaluate_scenes(
-            backbone, tokenizer, eval_data, config.global_crop_size
+    def evaluate(backbone):
+        from training import evaluation
+
+        if not batches:  # read once, reused at every evaluation
+            batches.extend(evaluation.load_eval_batches(
+                tokenizer, eval_data, config.global_crop_size))
+        metrics, _ = evaluation.evaluate_scenes(
+            backbone, tokenizer, None, None, batches=batches
         )
         return metrics
 
