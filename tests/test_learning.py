@@ -32,10 +32,14 @@ STEPS = 100
 @pytest.fixture(scope="module")
 def learning_run(tmp_path_factory, tokenizer_model):
     root = tmp_path_factory.mktemp("learning")
+    scene_config = scenes.SceneConfig(image_size=56, max_objects=2, object_scale=1.7)
     scenes.write_scene_shards(
         str(root / "data"), num_scenes=96, num_shards=2, seed=0,
-        config=scenes.SceneConfig(image_size=56, max_objects=2, object_scale=1.7),
-        num_workers=1,
+        config=scene_config, num_workers=1,
+    )
+    scenes.write_scene_shards(
+        str(root / "data"), num_scenes=24, num_shards=1, seed=1,
+        config=scene_config, split_name="eval", num_workers=1,
     )
     fields = json.loads((REPO_ROOT / "configs" / "tiny_scenes.json").read_text())
     fields.update(
@@ -50,7 +54,8 @@ def learning_run(tmp_path_factory, tokenizer_model):
     result = train_lib.run_training(
         config, str(root / "run"), data=str(root / "data" / "train-*.tfrecord"),
         tokenizer=tokenizer, checkpoint_every=0, verbose=0, save_preset=False,
-        tensorboard=True,
+        tensorboard=True, eval_data=str(root / "data" / "eval-*.tfrecord"),
+        eval_every=STEPS // 2,
     )
     return {"config": config, "result": result, "dir": root / "run"}
 
@@ -77,6 +82,17 @@ def test_self_distillation_learns_below_ln_k(learning_run):
         # ...while the batch as a whole still uses most prototypes.
         assert mean(last, f"{head}_teacher_batch_entropy") > 0.7 * ln_k
     assert all(r["images_per_second"] > 0 for r in records[1:])
+
+
+@pytest.mark.slow
+def test_held_out_evaluation_is_logged_every_n_steps(learning_run):
+    evaluations = [r for r in read_metrics(learning_run["dir"])
+                   if "eval/linear_probe_seg_miou" in r]
+    assert [r["step"] for r in evaluations] == [STEPS // 2, STEPS]
+    for record in evaluations:
+        assert record["eval/num_scenes"] == 24
+        assert 0.0 <= record["eval/zero_shot_seg_miou"] <= 1.0
+        assert record["eval/seconds"] > 0
 
 
 @pytest.mark.slow

@@ -44,16 +44,11 @@ def heldout_metrics(preset, work_dir, baselines=False):
     batches = evaluation.load_eval_batches(
         tokenizer, os.path.join(work_dir, "heldout-*.tfrecord"),
         int(image_size))
-    metrics, features = evaluation.evaluate_scenes(
-        backbone, tokenizer, None, None, batches=batches)
+    features = evaluation.extract_features(backbone, batches)
+    metrics = evaluation.evaluate_features(backbone, tokenizer, features)
     if baselines:
-        random_metrics, _ = evaluation.evaluate_scenes(
-            evaluation.random_weights_like(backbone), tokenizer, None, None,
-            batches=batches)
-        metrics["baselines"] = {
-            "random_weights": random_metrics,
-            **evaluation.trivial_baselines(features),
-        }
+        metrics["baselines"] = evaluation.baseline_metrics(
+            backbone, tokenizer, batches, features)
     return metrics
 
 

@@ -126,23 +126,19 @@ def main(argv=None):
                 image_size = 224
         batches = evaluation.load_eval_batches(
             tokenizer, args.data, image_size, args.batch_size, args.max_scenes)
-        metrics, features = evaluation.evaluate_scenes(
-            backbone, tokenizer, None, None, max_scenes=args.max_scenes,
-            batches=batches)
+        features = evaluation.extract_features(backbone, batches, args.max_scenes)
+        metrics = evaluation.evaluate_features(backbone, tokenizer, features)
         rows = [dict(metrics, model="trained")]
         if not args.no_baselines:
-            random_backbone = evaluation.random_weights_like(backbone)
-            random_metrics, _ = evaluation.evaluate_scenes(
-                random_backbone, tokenizer, None, None,
-                max_scenes=args.max_scenes, batches=batches)
-            rows.append(dict(random_metrics, model="random weights (same architecture)"))
-            trivial = evaluation.trivial_baselines(features)
-            rows.append(dict(trivial["all_background"],
-                             model="all background / majority / chance"))
-            rows.append(dict(trivial["patch_grid_ceiling"],
-                             model="perfect per-patch labels (ceiling)"))
-            metrics["baselines"] = {
-                "random_weights": random_metrics, **trivial}
+            baselines = evaluation.baseline_metrics(
+                backbone, tokenizer, batches, features, args.max_scenes)
+            for key, title in (
+                ("random_weights", "random weights (same architecture)"),
+                ("all_background", "all background / majority / chance"),
+                ("patch_grid_ceiling", "perfect per-patch labels (ceiling)"),
+            ):
+                rows.append(dict(baselines[key], model=title))
+            metrics["baselines"] = baselines
     except (OSError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

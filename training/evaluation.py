@@ -413,16 +413,14 @@ def patch_grid_ceiling_miou(segmentation, grid, num_classes):
 
 
 def evaluate_scenes(backbone, tokenizer, file_pattern, image_size,
-                    batch_size=32, max_scenes=None, batches=None):
+                    batch_size=32, max_scenes=None):
     """All scene metrics for one model: `(flat dict of floats, features)`.
 
-    Pass `batches` (from `load_eval_batches`) to evaluate several models on
-    the scenes read once; `file_pattern`, `image_size` and `batch_size` are
-    then unused.
+    To evaluate several models on scenes read once, use
+    `load_eval_batches`, `extract_features` and `evaluate_features`.
     """
-    if batches is None:
-        batches = load_eval_batches(
-            tokenizer, file_pattern, image_size, batch_size, max_scenes)
+    batches = load_eval_batches(
+        tokenizer, file_pattern, image_size, batch_size, max_scenes)
     features = extract_features(backbone, batches, max_scenes)
     return evaluate_features(backbone, tokenizer, features), features
 
@@ -484,6 +482,23 @@ def trivial_baselines(features):
             "linear_probe_seg_miou": patch_grid_ceiling_miou(
                 segmentation[half:], grid, num_classes),
         },
+    }
+
+
+def baseline_metrics(backbone, tokenizer, batches, features, max_scenes=None):
+    """The rows to print beside a model's scene metrics.
+
+    `random_weights`: `evaluate_features` of the same architecture at
+    initialisation (`random_weights_like`) on the same `batches`; plus the
+    entries of `trivial_baselines(features)`, where `features` are the
+    model's own.
+    """
+    untrained = random_weights_like(backbone)
+    untrained_features = extract_features(untrained, batches, max_scenes)
+    return {
+        "random_weights": evaluate_features(
+            untrained, tokenizer, untrained_features),
+        **trivial_baselines(features),
     }
 
 

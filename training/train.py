@@ -566,10 +566,8 @@ def _scene_evaluator(eval_data, tokenizer, config):
         if not batches:  # read once, reused at every evaluation
             batches.extend(evaluation.load_eval_batches(
                 tokenizer, eval_data, config.global_crop_size))
-        metrics, _ = evaluation.evaluate_scenes(
-            backbone, tokenizer, None, None, batches=batches
-        )
-        return metrics
+        features = evaluation.extract_features(backbone, batches)
+        return evaluation.evaluate_features(backbone, tokenizer, features)
 
     return evaluate
 
