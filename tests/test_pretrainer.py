@@ -573,3 +573,37 @@ def test_backends_give_the_same_losses(tmp_path):
             assert abs(terms[term] - reference[term]) <= 1e-4 * max(
                 1.0, abs(reference[term])
             ), (backend, term, terms[term], reference[term])
+
+
+def test_distribution_diagnostics_match_numpy():
+    from training.pretrainer import _distribution_diagnostics
+
+    rng = np.random.default_rng(3)
+    logits = rng.normal(size=(6, 5)) * 3
+    teacher = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
+    # Rows 0 and 1 pick prototype 2, row 4 prototype 0; rows 3 and 5 are
+    # weighted out, so their prototypes (1 and 4) must not count.
+    teacher[[0, 1], 2] += 10
+    teacher[4, 0] += 10
+    teacher[3, 1] += 10
+    teacher[5, 4] += 10
+    teacher[2, 3] += 10
+    teacher /= teacher.sum(-1, keepdims=True)
+    weights = np.array([1, 1, 1, 0, 1, 0], "float32")
+    student = rng.normal(size=(6, 5))
+    got = _distribution_diagnostics(
+        teacher.astype("float32"), student.astype("float32"), 0.5, weights)
+    got = {k: float(keras.ops.convert_to_numpy(v)) for k, v in got.items()}
+
+    def entropy(p):
+        return -(p * np.log(p)).sum(-1)
+
+    kept = weights > 0
+    probs = np.exp(student / 0.5) / np.exp(student / 0.5).sum(-1, keepdims=True)
+    assert got["teacher_prototypes_used"] == 3  # prototypes 0, 2 and 3
+    np.testing.assert_allclose(
+        got["teacher_entropy"], entropy(teacher[kept]).mean(), rtol=1e-5)
+    np.testing.assert_allclose(
+        got["teacher_batch_entropy"], entropy(teacher[kept].mean(0)), rtol=1e-5)
+    np.testing.assert_allclose(
+        got["student_entropy"], entropy(probs[kept]).mean(), rtol=1e-5)

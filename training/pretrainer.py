@@ -149,7 +149,12 @@ def _distribution_diagnostics(teacher_probs, student_logits,
         / student_temperature,
         axis=-1,
     )
-    chosen = ops.one_hot(ops.argmax(teacher_probs, axis=-1), num_prototypes)
+    # Rows per argmax prototype, O(rows) (a one-hot would be rows x K).
+    rows_per_prototype = ops.segment_sum(
+        weights,
+        ops.cast(ops.argmax(teacher_probs, axis=-1), "int32"),
+        num_segments=num_prototypes,
+    )
     mean_target = ops.sum(teacher_probs * weights[:, None], axis=0) / count
     return {
         "teacher_entropy": ops.sum(_entropy(teacher_probs) * weights) / count,
@@ -160,7 +165,7 @@ def _distribution_diagnostics(teacher_probs, student_logits,
             else ops.sum(_entropy(student) * student_weights) / count
         ),
         "teacher_prototypes_used": ops.sum(
-            ops.max(chosen * weights[:, None], axis=0)
+            ops.cast(rows_per_prototype > 0, "float32")
         ),
     }
 
