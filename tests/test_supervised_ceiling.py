@@ -1,0 +1,69 @@
+"""tools/supervised_ceiling.py: the supervised bound on what pretraining shows."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from training import evaluation
+from training import scenes
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT / "tools"))
+import supervised_ceiling  # noqa: E402
+
+pytestmark = pytest.mark.backend_independent
+
+
+def test_foreground_only_labels_every_object_with_the_majority_class():
+    masks = np.zeros((2, 28, 28), "uint8")
+    masks[0, :14, :14] = 2  # one patch of class 2
+    masks[1, 14:, 14:] = 2
+    train_labels = np.array([[[0, 2], [2, 5]]])  # class 2 is the majority
+    # Every object is of the majority class: as good as perfect labels.
+    assert supervised_ceiling.foreground_only_miou(
+        train_labels, masks, (2, 2), 7
+    ) == pytest.approx(evaluation.patch_grid_ceiling_miou(masks, (2, 2), 7))
+    # A class-5 object is labelled 2: its class scores 0, class 2 loses
+    # half its IoU, so the mean drops below the ceiling by about a third.
+    masks[1] = 0
+    masks[1, 14:, 14:] = 5
+    ceiling = evaluation.patch_grid_ceiling_miou(masks, (2, 2), 7)
+    got = supervised_ceiling.foreground_only_miou(train_labels, masks, (2, 2), 7)
+    assert got < ceiling - 0.25
+    assert got == pytest.approx(ceiling * 1.5 / 3, abs=0.03)
+
+
+def test_tool_trains_and_writes_its_table(tmp_path):
+    config = scenes.SceneConfig(image_size=28, max_objects=2, object_scale=1.7)
+    scenes.write_scene_shards(str(tmp_path), num_scenes=64, num_shards=1,
+                              seed=0, config=config, num_workers=1)
+    scenes.write_scene_shards(str(tmp_path), num_scenes=16, num_shards=1,
+                              seed=1, config=config, split_name="eval",
+                              num_workers=1)
+    fields = json.loads((REPO_ROOT / "configs" / "tiny_scenes.json").read_text())
+    fields.update(global_crop_size=28, local_crop_size=14, hidden_dim=32,
+                  num_layers=1, num_heads=2, mlp_dim=64, text_num_layers=1)
+    (tmp_path / "config.json").write_text(json.dumps(fields))
+    out = tmp_path / "metrics.json"
+    result = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "tools" / "supervised_ceiling.py"),
+         "--config", str(tmp_path / "config.json"),
+         "--train_data", str(tmp_path / "train-*.tfrecord"),
+         "--eval_data", str(tmp_path / "eval-*.tfrecord"),
+         "--steps", "4", "--batch_size", "16", "--output", str(out)],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "| perfect per-patch labels (ceiling) |" in result.stdout
+    metrics = json.loads(out.read_text())
+    assert metrics["steps"] == 4
+    assert metrics["num_train_scenes"] == 64
+    assert metrics["num_eval_scenes"] == 16
+    for key in ("supervised_miou", "foreground_only_miou",
+                "all_background_miou", "patch_grid_ceiling_miou"):
+        assert 0.0 <= metrics[key] <= 1.0
+    assert metrics["foreground_only_miou"] <= metrics["patch_grid_ceiling_miou"]
