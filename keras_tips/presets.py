@@ -117,35 +117,53 @@ def _preset_location(name):
     return os.path.join(cache_dir(), "presets", name)
 
 
+class _ConvertOnLookup(dict):
+    """keras-hub's registry entry of a named preset, converted on lookup.
+
+    keras-hub resolves a built-in preset name in `preset_utils.get_file`,
+    and only there, by reading `BUILTIN_PRESETS[name]["kaggle_handle"]`.
+    For a TIPS preset that read runs `resolve_preset(name)`: the embedded
+    directory, or the official checkpoint downloaded and converted into the
+    cache on the first call (later calls find it there). So
+    `keras_hub.models.Backbone.from_preset("tips_v2_b14")` (or
+    `keras_hub.tokenizers.Tokenizer.from_preset(...)`) works from a cold
+    cache, as it does for keras-hub's own presets. Listing presets
+    (`TIPSBackbone.presets`, metadata) reads no handle and downloads
+    nothing; a plain copy of the entry holds the cache path it will have.
+    """
+
+    def __init__(self, name):
+        super().__init__(metadata=preset_metadata(name),
+                         kaggle_handle=_preset_location(name))
+        self.name = name
+
+    def __getitem__(self, key):
+        if key == "kaggle_handle":
+            return resolve_preset(self.name)
+        return super().__getitem__(key)
+
+    def get(self, key, default=None):
+        return self[key] if key in self else default
+
+
 def register_builtin_presets(backbone_cls):
     """Registers the named presets with keras-hub for `backbone_cls`.
 
     Then `TIPSBackbone.presets` lists them with their metadata, and
     `keras_hub.models.Backbone.from_preset(name)` dispatches to
-    `TIPSBackbone` for every preset that is on this machine: the embedded
-    `tips_tiny_scenes` always, an official one once converted (by
-    `TIPSBackbone.from_preset(name)` or any other keras-tips loader).
+    `TIPSBackbone`: the embedded `tips_tiny_scenes` directly, an official
+    preset after downloading and converting it once (see
+    `_ConvertOnLookup`), exactly as `TIPSBackbone.from_preset(name)` does.
     """
     from keras_hub.src.utils.preset_utils import register_presets
 
     register_presets(
         {
-            name: {
-                "metadata": preset_metadata(name),
-                "kaggle_handle": _preset_location(name),
-            }
+            name: _ConvertOnLookup(name)
             for name in list(PRESETS) + list(EMBEDDED_PRESETS)
         },
         backbone_cls,
     )
-
-
-def _follow_cache(name, converted):
-    """Points keras-hub's entry for `name` at its converted directory."""
-    from keras_hub.src.utils.preset_utils import BUILTIN_PRESETS
-
-    if name in BUILTIN_PRESETS:
-        BUILTIN_PRESETS[name]["kaggle_handle"] = converted
 
 
 def list_presets():
@@ -363,7 +381,6 @@ def resolve_preset(preset):
     if preset not in PRESETS:
         return preset
     converted = os.path.join(cache_dir(), "presets", preset)
-    _follow_cache(preset, converted)
     if os.path.exists(os.path.join(converted, "config.json")):
         return converted
     from keras_tips.convert import convert_to_preset

@@ -62,3 +62,45 @@ def _isolated_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("KERAS_TIPS_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("KERAS_TIPS_BASE_URL", "file:///nonexistent-tips-mirror")
     yield
+
+
+@pytest.fixture
+def official_mirror(tmp_path, monkeypatch, tokenizer_model):
+    """A `file://` mirror of the official download layout, for named presets.
+
+    `official_mirror(name)` writes a 1-layer random-weight model of released
+    width S (vision and text `.npz` in the official layout) and the
+    tokenizer where `KERAS_TIPS_BASE_URL` will look for preset `name`,
+    points `KERAS_TIPS_BASE_URL` there and returns the Keras (vision, text)
+    encoders the files were written from.
+    """
+    import numpy as np
+
+    import keras_tips
+    from keras_tips import convert
+    from keras_tips import presets
+
+    mirror = tmp_path / "mirror"
+
+    def make(name):
+        spec = presets.PRESETS[name]
+        directory = mirror / os.path.dirname(spec["path"])
+        directory.mkdir(parents=True, exist_ok=True)
+        vision = keras_tips.TIPSVisionEncoder(
+            hidden_dim=384, num_layers=1, num_heads=6, mlp_dim=1536,
+            position_grid_size=2)
+        text = keras_tips.TIPSTextEncoder(
+            vocabulary_size=100, hidden_dim=384, num_layers=1, num_heads=6,
+            mlp_dim=1536)
+        checkpoint = spec["checkpoint"]
+        np.savez(directory / f"{checkpoint}_vision.npz",
+                 **convert.official_arrays(vision))
+        np.savez(directory / f"{checkpoint}_text.npz",
+                 temperature=np.float32(0.01), **convert.official_arrays(text))
+        tokenizer = mirror / presets.TOKENIZER_PATH
+        tokenizer.parent.mkdir(parents=True, exist_ok=True)
+        tokenizer.write_bytes(tokenizer_model.read_bytes())
+        monkeypatch.setenv("KERAS_TIPS_BASE_URL", mirror.as_uri())
+        return vision, text
+
+    return make

@@ -154,29 +154,9 @@ def test_existing_preset_is_not_overwritten_silently(tmp_path, tokenizer_model):
     assert sorted(os.listdir(tmp_path)) == ["preset"]
 
 
-def _official_size_checkpoint(directory, checkpoint):
-    """A 1-layer model of released width S, saved in the official layout."""
-    vision = keras_tips.TIPSVisionEncoder(
-        hidden_dim=384, num_layers=1, num_heads=6, mlp_dim=1536,
-        position_grid_size=2)
-    text = keras_tips.TIPSTextEncoder(
-        vocabulary_size=100, hidden_dim=384, num_layers=1, num_heads=6,
-        mlp_dim=1536)
-    directory.mkdir(parents=True)
-    np.savez(directory / f"{checkpoint}_vision.npz", **convert.official_arrays(vision))
-    np.savez(directory / f"{checkpoint}_text.npz",
-             temperature=np.float32(0.01), **convert.official_arrays(text))
-    return vision, text
-
-
-def test_named_preset_downloads_converts_and_caches(tmp_path, monkeypatch, tokenizer_model):
-    mirror = tmp_path / "mirror"
-    spec = presets.PRESETS["tips_v2_b14"]
-    folder = mirror / os.path.dirname(spec["path"])
-    vision, _ = _official_size_checkpoint(folder, spec["checkpoint"])
-    (mirror / os.path.dirname(presets.TOKENIZER_PATH)).mkdir(parents=True, exist_ok=True)
-    (mirror / presets.TOKENIZER_PATH).write_bytes(tokenizer_model.read_bytes())
-    monkeypatch.setenv("KERAS_TIPS_BASE_URL", mirror.as_uri())
+def test_named_preset_downloads_converts_and_caches(tmp_path, monkeypatch,
+                                                    official_mirror):
+    vision, _ = official_mirror("tips_v2_b14")
     backbone = keras_tips.TIPSBackbone.from_preset("tips_v2_b14")
     images = np.random.uniform(size=(1, 28, 28, 3)).astype("float32")
     np.testing.assert_array_equal(

@@ -121,15 +121,33 @@ def test_keras_hub_base_class_dispatches_to_tips():
     assert isinstance(tokenizer, keras_tips.TIPSTokenizer)
 
 
-def test_official_preset_dispatches_once_converted(tmp_path, monkeypatch):
-    # A converted official preset, as `TIPSBackbone.from_preset` leaves it.
+def test_official_preset_dispatches_from_a_cold_cache(tmp_path, monkeypatch,
+                                                      official_mirror):
+    # Nothing converted yet: keras-hub's own entry point downloads (from the
+    # `file://` mirror) and converts, as `TIPSBackbone.from_preset` does.
+    vision, _ = official_mirror("tips_v2_b14")
     converted = tmp_path / "cache" / "presets" / "tips_v2_b14"
-    keras_tips.TIPSBackbone(**_backbone_kwargs()).save_to_preset(converted)
-    assert os.fspath(presets.resolve_preset("tips_v2_b14")) == os.fspath(
-        converted)
+    assert not converted.exists()
+    listed = keras_hub.models.Backbone.presets["tips_v2_b14"]  # lists only
+    assert listed["metadata"]["params"] > 0 and not converted.exists()
     backbone = keras_hub.models.Backbone.from_preset("tips_v2_b14")
     assert isinstance(backbone, keras_tips.TIPSBackbone)
-    assert backbone.hidden_dim == 16
+    assert (converted / "config.json").exists()
+    images = np.random.default_rng(0).uniform(size=(1, 28, 28, 3))
+    np.testing.assert_array_equal(
+        keras.ops.convert_to_numpy(
+            backbone.vision_encoder(images)["cls_embeddings"]),
+        keras.ops.convert_to_numpy(vision(images)["cls_embeddings"]))
+    # Later calls, for any keras-hub class, are served from the cache.
+    monkeypatch.setenv("KERAS_TIPS_BASE_URL", "file:///nonexistent")
+    tokenizer = keras_hub.tokenizers.Tokenizer.from_preset("tips_v2_b14")
+    assert isinstance(tokenizer, keras_tips.TIPSTokenizer)
+    again = keras_hub.models.Backbone.from_preset("tips_v2_b14")
+    assert again.hidden_dim == 384
+    # A failed download is an error naming the file, not "Unknown preset".
+    with pytest.raises(OSError, match="tips_oss_g14_lowres"):
+        keras_hub.models.Backbone.from_preset("tips_v1_g14_lowres")
+    assert not (tmp_path / "cache" / "presets" / "tips_v1_g14_lowres").exists()
 
 
 def _lora_variables(model):

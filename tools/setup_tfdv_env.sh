@@ -2,7 +2,9 @@
 # Creates (or refreshes) the TensorFlow Data Validation venv, .venv-tfdv.
 #
 # TFDV 1.16.1 pins TF 2.16, numpy 1.x, pyarrow 10 and apache-beam < 2.60,
-# which clash with the main venv, so it lives in its own venv. Idempotent:
+# which clash with the main venv, so it lives in its own venv. It also has
+# tensorflow-text 2.16.1, to test serving exported SavedModels (texts
+# included) in TensorFlow 2.16 (tests/test_export_older_tensorflow.py). Idempotent:
 # when the venv already matches tools/requirements-tfdv.txt (hash stamp) and
 # imports TFDV, nothing is installed.
 #
@@ -27,7 +29,9 @@ check_env() {
   "${venv}/bin/python" - <<'PY' >/dev/null 2>&1
 import tensorflow_data_validation as tfdv
 import tensorflow as tf
+import tensorflow_text
 assert tfdv.__version__ == "1.16.1", tfdv.__version__
+assert tensorflow_text.__version__.startswith("2.16."), tensorflow_text.__version__
 PY
 }
 
