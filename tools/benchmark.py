@@ -16,6 +16,12 @@ process):
   width, depth, heads and MLP width (same token count, same FLOPs), and the
   ratio TIPS / DINOv2;
 - `TIPSTextEncoder` texts/s at 64 tokens;
+- with `--official-tips PATH` (a checkout of google-deepmind/tips), the
+  official PyTorch encoder (`pytorch/image_encoder.py`, eager, same
+  weights) in its own process, timed in the same round-robin as the
+  float32/bfloat16 rows; `x official` is the median of per-round ratios;
+- peak resident memory of B/14 float32 inference (a fresh process per
+  backend and image size; the official encoder's in its own process);
 - time to first embedding for B/14 (a fresh process: import, `from_preset`
   of a locally converted random-weight B/14 preset, first call including
   compilation) and its peak resident memory;
@@ -28,6 +34,8 @@ Usage:
     python tools/benchmark.py --output benchmark.jsonl
     python tools/benchmark.py --backends jax --models B14_224 --repeats 5
     python tools/benchmark.py --quick --backends jax  # tiny sizes, seconds
+    python tools/benchmark.py --official-tips ../tips --models B14_224 B14_448 \
+        --parts vision memory --skip-dinov2
 """
 
 import argparse
@@ -623,9 +631,7 @@ def run_official_server(args):
                 [o.numpy() for o in outputs]
             reply["seconds"] = time.perf_counter() - start
         elif "rss" in command:
-            reply["peak_rss_mb"] = (
-                resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-            )
+            reply["peak_rss_mb"] = peak_rss_mb()
         print(json.dumps(reply), flush=True)
 
 
@@ -743,7 +749,6 @@ def run_first_embedding(args):
     )
     np.asarray(outputs["cls_embeddings"])
     done = time.perf_counter()
-    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     record = {
         "kind": "first_embedding",
         "backend": keras.backend.backend(),
@@ -752,8 +757,83 @@ def run_first_embedding(args):
         "from_preset_s": loaded - imported,
         "first_call_s": done - loaded,
         "in_process_s": done - start,
-        "peak_rss_mb": peak_kb / 1024,
+        "peak_rss_mb": peak_rss_mb(),
     }
+    print(_PREFIX + json.dumps(record), flush=True)
+
+
+# ----------------------------------------------------------------------------
+# Peak resident memory of inference (a fresh process per backend and model).
+# ----------------------------------------------------------------------------
+
+
+def _rss_mb():
+    """Current resident memory of this process (MB), from /proc."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except (OSError, ValueError):
+        return None
+
+
+def peak_rss_mb():
+    """Peak resident memory of this process (MB).
+
+    `VmHWM` of /proc/self/status: the high-water mark of this process's own
+    address space. (`getrusage`'s `ru_maxrss` survives `fork` + `exec`, so
+    in a subprocess it is never below the parent's memory at the fork.)
+    """
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except (OSError, ValueError):
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def run_memory_probe(args):
+    """Peak RSS of `predict_on_batch` of one model (float32), fresh process.
+
+    Prints one record: the resident memory after the imports, and the peak
+    (`peak_rss_mb`) after building the encoder and two calls (compilation
+    and one steady-state call). With `--official-tips`, the official
+    encoder runs the same two calls in its own fresh process, whose peak
+    is reported alongside.
+    """
+    import keras
+    import numpy as np
+
+    from keras_tips import TIPSVisionEncoder
+
+    imported = _rss_mb()
+    model = args.models[0]
+    config, image = _vision_config(model, args.quick)
+    keras.utils.set_random_seed(0)
+    encoder = TIPSVisionEncoder(**config)
+    images = np.random.RandomState(1).uniform(
+        size=(args.batch, image, image, 3)
+    ).astype("float32")
+    for _ in range(2):
+        _to_numpy(encoder.predict_on_batch(images))
+    record = {
+        "kind": "memory",
+        "backend": keras.backend.backend(),
+        "model": f"TIPS {'quick' if args.quick else model}",
+        "dtype": "float32",
+        "batch": args.batch,
+        "image_size": image,
+        "rss_after_import_mb": imported,
+        "peak_rss_mb": peak_rss_mb(),
+    }
+    if args.official_tips:
+        official = OfficialEncoder(args.official_tips)
+        official.load(encoder, config, image, args.batch)
+        for _ in range(2):
+            official.run()
+        record["official_peak_rss_mb"] = official.peak_rss_mb()
+        official.close()
     print(_PREFIX + json.dumps(record), flush=True)
 
 
@@ -941,6 +1021,17 @@ def print_table(records, out=sys.stdout):
                 file=out,
             )
     for r in records:
+        if r["kind"] == "memory":
+            official = r.get("official_peak_rss_mb")
+            print(
+                f"\npeak RSS {r['backend']:<11} {r['model']} float32 batch "
+                f"{r['batch']} inference: {r['peak_rss_mb']:.0f} MB (after "
+                f"imports {_fmt(r['rss_after_import_mb'], '.0f')} MB)"
+                + ("" if official is None else
+                   f"; official PyTorch encoder {official:.0f} MB"),
+                file=out,
+            )
+    for r in records:
         if r["kind"] == "first_embedding":
             print(
                 f"\nfirst embedding {r['backend']:<11} {r['model']}: "
@@ -957,7 +1048,8 @@ def print_table(records, out=sys.stdout):
                 f"{r['gflops']:.1f} GFLOP/s = "
                 f"{100 * r['fraction_of_roofline']:.0f}% of the float32 "
                 f"roofline; input pipeline alone "
-                f"{_fmt(ratio, '.1f')}x faster",
+                f"{_fmt(ratio, '.1f')}x faster; peak RSS "
+                f"{_fmt(r.get('peak_rss_mb'), '.0f')} MB",
                 file=out,
             )
         elif r["kind"] == "input_pipeline":
@@ -1008,6 +1100,27 @@ def run_driver(args):
             if result.returncode != 0:
                 records.append(_error_record("throughput", backend, result))
             _log_partial(args, records)
+    if "memory" in args.parts:
+        models = ["quick"] if args.quick else [
+            m for m in args.models if m.startswith("B14")
+        ] or args.models[:1]
+        for backend in args.backends:
+            for model in models:
+                print(f"[{backend}] peak memory {model} ...", flush=True)
+                command = [sys.executable, script, "--memory-probe",
+                           "--batch", str(args.batch)]
+                if args.quick:
+                    command.append("--quick")
+                else:
+                    command += ["--models", model]
+                if args.official_tips:
+                    command += ["--official-tips",
+                                os.path.abspath(args.official_tips)]
+                result = _subprocess(command, backend, timeout=args.timeout)
+                got = _records(result)
+                records += got
+                if result.returncode != 0 or not got:
+                    records.append(_error_record("memory", backend, result))
     if "first_embedding" in args.parts:
         preset = args.preset
         if preset is None:
@@ -1091,8 +1204,8 @@ def parse_args(argv=None):
                         choices=DTYPES)
     parser.add_argument(
         "--parts", nargs="+",
-        default=["vision", "text", "first_embedding", "training"],
-        choices=["vision", "text", "first_embedding", "training"],
+        default=["vision", "text", "memory", "first_embedding", "training"],
+        choices=["vision", "text", "memory", "first_embedding", "training"],
     )
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=3,
@@ -1114,6 +1227,8 @@ def parse_args(argv=None):
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--official-server", action="store_true",
                         help=argparse.SUPPRESS)
+    parser.add_argument("--memory-probe", action="store_true",
+                        help=argparse.SUPPRESS)
     parser.add_argument("--first-embedding", action="store_true",
                         help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -1126,6 +1241,8 @@ def main(argv=None):
     args = parse_args(argv)
     if args.official_server:
         run_official_server(args)
+    elif args.memory_probe:
+        run_memory_probe(args)
     elif args.worker:
         run_worker(args)
     elif args.first_embedding:

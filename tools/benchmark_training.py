@@ -38,6 +38,7 @@ if REPO_ROOT not in sys.path:
 
 from tools.benchmark import MATMUL_SIZE  # noqa: E402
 from tools.benchmark import matmul_roofline  # noqa: E402
+from tools.benchmark import peak_rss_mb  # noqa: E402
 from tools.flops import pretraining_step_flops  # noqa: E402
 
 BACKENDS = ("jax", "tensorflow", "torch")
@@ -179,6 +180,9 @@ def run_worker(args):
         "first_step_seconds": first_step,
         "build_seconds": build_seconds,
         "final_loss": times.losses[-1],
+        # Peak resident memory of this fresh process: build, compilation,
+        # the steps and the roofline matmuls.
+        "peak_rss_mb": peak_rss_mb(),
         "machine": platform.machine(),
         "cpu_count": os.cpu_count(),
         "date": datetime.datetime.now().isoformat(timespec="seconds"),
