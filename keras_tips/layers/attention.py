@@ -70,7 +70,7 @@ def matmul_attention(query, key, value):
         rounding.
     """
     scale = 1.0 / math.sqrt(query.shape[-1])
-    query = ops.transpose(query * ops.cast(scale, query.dtype), (0, 2, 1, 3))
+    query = ops.transpose(ops.multiply(query, scale), (0, 2, 1, 3))
     scores = ops.matmul(query, ops.transpose(key, (0, 2, 3, 1)))
     probabilities = ops.softmax(scores, axis=-1)
     mixed = ops.matmul(probabilities, ops.transpose(value, (0, 2, 1, 3)))
