@@ -52,3 +52,24 @@ def test_short_sequences_are_not_blocked(monkeypatch):
         ),
         rtol=1e-5, atol=1e-6,
     )
+
+
+@pytest.mark.parametrize("blocked", [False, True])
+def test_matmul_attention_matches_fused(blocked):
+    query, key, value = _inputs()
+    expected = keras.ops.convert_to_numpy(
+        keras.ops.dot_product_attention(query, key, value)
+    )
+    actual = attention.self_attention(
+        query, key, value, blocked=blocked, matmul=True,
+        score_block_bytes=2 * 5 * 37 * 4,
+    )
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(actual), expected, rtol=1e-5, atol=1e-6
+    )
+
+
+def test_matmul_attention_only_for_float32_on_jax_cpu():
+    on_jax_cpu = attention._on_jax_cpu()
+    assert attention.uses_matmul_attention("float32") == on_jax_cpu
+    assert not attention.uses_matmul_attention("bfloat16")

@@ -200,3 +200,13 @@ def test_quick_run_writes_json_lines(tmp_path):
             pipeline["images_per_s"] / record["images_per_second"]
         )
     assert "input pipeline alone" in result.stdout
+
+
+def test_official_tips_path_is_checked(tmp_path):
+    with pytest.raises(FileNotFoundError, match="google-deepmind/tips"):
+        benchmark.load_official_module(str(tmp_path))
+
+
+def test_round_ratio_pairs_calls_of_the_same_round():
+    # Round by round 2.0, 1.0, 4.0 -> median 2.0, whatever the drift.
+    assert benchmark._round_ratio([2.0, 10.0, 4.0], [1.0, 10.0, 1.0]) == 2.0

@@ -16,6 +16,12 @@ process):
   width, depth, heads and MLP width (same token count, same FLOPs), and the
   ratio TIPS / DINOv2;
 - `TIPSTextEncoder` texts/s at 64 tokens;
+- with `--official-tips PATH` (a checkout of google-deepmind/tips), the
+  official PyTorch encoder (`pytorch/image_encoder.py`, eager, same
+  weights) in its own process, timed in the same round-robin as the
+  float32/bfloat16 rows; `x official` is the median of per-round ratios;
+- peak resident memory of B/14 float32 inference (a fresh process per
+  backend and image size; the official encoder's in its own process);
 - time to first embedding for B/14 (a fresh process: import, `from_preset`
   of a locally converted random-weight B/14 preset, first call including
   compilation) and its peak resident memory;
@@ -28,6 +34,8 @@ Usage:
     python tools/benchmark.py --output benchmark.jsonl
     python tools/benchmark.py --backends jax --models B14_224 --repeats 5
     python tools/benchmark.py --quick --backends jax  # tiny sizes, seconds
+    python tools/benchmark.py --official-tips ../tips --models B14_224 B14_448 \
+        --parts vision memory --skip-dinov2
 """
 
 import argparse
@@ -225,22 +233,34 @@ def _interleaved_times(runs, repeats):
     """`_best_time` for several callables, timed in turns.
 
     On a shared machine the load drifts; timing the candidates round-robin
-    keeps their ratios fair.
+    keeps their ratios fair. A callable may return the seconds it took
+    itself (the official encoder, timed in its own process); otherwise the
+    call is timed here. Returns `{name: (first, best, median, times)}`,
+    `times` in round order, so that ratios can be taken round by round.
     """
     first, times = {}, {name: [] for name in runs}
-    for name, run in runs.items():
+
+    def timed(run):
         start = time.perf_counter()
-        run()
-        first[name] = time.perf_counter() - start
+        measured = run()
+        elapsed = time.perf_counter() - start
+        return measured if isinstance(measured, float) else elapsed
+
+    for name, run in runs.items():
+        first[name] = timed(run)
     for _ in range(max(1, repeats)):
         for name, run in runs.items():
-            start = time.perf_counter()
-            run()
-            times[name].append(time.perf_counter() - start)
+            times[name].append(timed(run))
     return {
-        name: (first[name], min(t), sorted(t)[len(t) // 2])
+        name: (first[name], min(t), sorted(t)[len(t) // 2], t)
         for name, t in times.items()
     }
+
+
+def _round_ratio(numerator_times, denominator_times):
+    """Median over rounds of `numerator / denominator` (same round)."""
+    ratios = sorted(n / d for n, d in zip(numerator_times, denominator_times))
+    return ratios[len(ratios) // 2]
 
 
 def _jit_settings(backend):
@@ -254,6 +274,10 @@ def _jit_settings(backend):
 
 
 def bench_vision(backend, args, emit):
+    """Vision encoder rows: every dtype, jit setting, DINOv2 and the official
+    encoder of one model timed in the same round-robin, so that every
+    ratio (bfloat16 / float32, TIPS / DINOv2, TIPS / official) compares
+    calls made seconds apart."""
     import keras
     import numpy as np
 
@@ -268,79 +292,108 @@ def bench_vision(backend, args, emit):
         flops = vision_encoder_flops(
             **config, image_size=(image, image), batch_size=args.batch
         )
-        reference = None
         reference_weights = None
+        candidates = {}  # name -> (network, dtype)
         for dtype in args.dtypes:
-            candidates = {}
             for jit in _jit_settings(backend):
                 suffix = "" if jit is None else " (no XLA)"
                 keras.utils.set_random_seed(0)
                 encoder = TIPSVisionEncoder(**config, dtype=dtype)
                 if reference_weights is None:
                     reference_weights = encoder.get_weights()
+                    reference_encoder = encoder
                 else:
                     encoder.set_weights(reference_weights)
                 if jit is not None:
                     encoder.jit_compile = jit
-                candidates[f"TIPS {model}{suffix}"] = encoder
+                candidates[(f"TIPS {model}{suffix}", dtype)] = encoder
                 if not args.skip_dinov2:
                     keras.utils.set_random_seed(0)
                     peer = _dinov2(config, image, dtype)
                     if jit is not None:
                         peer.jit_compile = jit
-                    candidates[f"DINOv2 {model}{suffix}"] = peer
-            outputs = {}
+                    candidates[(f"DINOv2 {model}{suffix}", dtype)] = peer
+        official = None
+        if args.official_tips:
+            official = OfficialEncoder(args.official_tips)
+            official.load(reference_encoder, config, image, args.batch)
+        outputs = {}
 
-            def runner(name, network):
-                def run():
-                    outputs[name] = _to_numpy(network.predict_on_batch(images))
+        def runner(key, network):
+            def run():
+                outputs[key] = _to_numpy(network.predict_on_batch(images))
 
-                return run
+            return run
 
-            timings = _interleaved_times(
-                {n: runner(n, m) for n, m in candidates.items()}, args.repeats
+        runs = {key: runner(key, m) for key, m in candidates.items()}
+        official_key = (f"official PyTorch {model}", "float32")
+        if official is not None:
+            runs[official_key] = official.run
+        timings = _interleaved_times(runs, args.repeats)
+        if official is not None:
+            official_rss = official.peak_rss_mb()
+            official.close()
+        records = {}
+        for key, network in candidates.items():
+            name, dtype = key
+            record = _throughput_record(
+                "vision", backend, name, dtype, args.batch, timings[key][:3],
+                flops,
             )
-            records = {}
-            for name, network in candidates.items():
-                record = _throughput_record(
-                    "vision", backend, name, dtype, args.batch,
-                    timings[name], flops,
+            record.update(
+                image_size=image,
+                path="predict_on_batch",
+                jit_compile=bool(network.jit_compile),
+            )
+            records[key] = record
+        reference = outputs[(f"TIPS {model}", "float32")] if (
+            (f"TIPS {model}", "float32") in outputs
+        ) else None
+        for key, record in records.items():
+            name, dtype = key
+            same_float32 = (name, "float32")
+            if dtype != "float32" and same_float32 in timings:
+                record["speed_vs_float32"] = _round_ratio(
+                    timings[same_float32][3], timings[key][3]
                 )
-                record.update(
-                    image_size=image,
-                    path="predict_on_batch",
-                    jit_compile=bool(network.jit_compile),
+            if not name.startswith("TIPS"):
+                continue
+            peer = (name.replace("TIPS", "DINOv2", 1), dtype)
+            if peer in records:
+                record["tips_over_dinov2"] = _round_ratio(
+                    timings[peer][3], timings[key][3]
                 )
-                records[name] = record
-            tips_name = f"TIPS {model}"
-            if reference is None:
-                reference = outputs[tips_name]
-            else:
-                for name in candidates:
-                    if not name.startswith("TIPS"):
-                        continue
-                    cls = _relative_error(
-                        outputs[name]["cls_embeddings"],
-                        reference["cls_embeddings"],
-                    )
-                    patches = _relative_error(
-                        outputs[name]["patch_embeddings"],
-                        reference["patch_embeddings"],
-                    )
-                    records[name]["max_error_vs_float32"] = max(
-                        cls[0], patches[0]
-                    )
-                    records[name]["l2_error_vs_float32"] = max(
-                        cls[1], patches[1]
-                    )
-            for name, record in records.items():
-                peer_name = name.replace("TIPS", "DINOv2", 1)
-                if name.startswith("TIPS") and peer_name in records:
-                    record["tips_over_dinov2"] = (
-                        record["items_per_s"] / records[peer_name]["items_per_s"]
-                    )
-                emit(record)
-            candidates.clear()
+            if official is not None:
+                record["over_official"] = _round_ratio(
+                    timings[official_key][3], timings[key][3]
+                )
+            if reference is not None and dtype != "float32":
+                cls = _relative_error(
+                    outputs[key]["cls_embeddings"],
+                    reference["cls_embeddings"],
+                )
+                patches = _relative_error(
+                    outputs[key]["patch_embeddings"],
+                    reference["patch_embeddings"],
+                )
+                record["max_error_vs_float32"] = max(cls[0], patches[0])
+                record["l2_error_vs_float32"] = max(cls[1], patches[1])
+        for record in records.values():
+            emit(record)
+        if official is not None:
+            record = _throughput_record(
+                "official", backend, official_key[0], "float32", args.batch,
+                timings[official_key][:3], flops,
+            )
+            record.update(
+                image_size=image,
+                path="torch.inference_mode() eager forward",
+                implementation="google-deepmind/tips pytorch/image_encoder.py",
+                peak_rss_mb=official_rss,
+            )
+            emit(record)
+        candidates.clear()
+        del reference_encoder
 
 
 def bench_text(backend, args, emit):
@@ -471,6 +524,163 @@ def run_worker(args):
 
 
 # ----------------------------------------------------------------------------
+# The official PyTorch encoder (google-deepmind/tips), in its own process.
+# ----------------------------------------------------------------------------
+
+def load_official_module(tips_path):
+    """Imports `pytorch/image_encoder.py` of a google-deepmind/tips checkout.
+
+    The file is loaded by path (the checkout is not a package on
+    `sys.path`); xFormers is disabled (a CUDA library: on CPU the official
+    model runs its plain PyTorch attention either way) and its import-time
+    warnings are silenced. Nothing is copied into this repository.
+    """
+    import importlib.util
+    import warnings
+
+    path = os.path.join(tips_path, "pytorch", "image_encoder.py")
+    if not os.path.isfile(path):
+        raise FileNotFoundError(
+            f"{path} not found: --official-tips must be a checkout of "
+            "https://github.com/google-deepmind/tips"
+        )
+    os.environ.setdefault("XFORMERS_DISABLED", "1")
+    spec = importlib.util.spec_from_file_location(
+        "official_tips_image_encoder", path
+    )
+    module = importlib.util.module_from_spec(spec)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        spec.loader.exec_module(module)
+    return module
+
+
+def build_official_encoder(tips_path, config, arrays=None):
+    """The official encoder for a `TIPSVisionEncoder` config.
+
+    Built as `vit_small`/`vit_base`/... of the official code build theirs
+    (one register token, memory-efficient attention class, which without
+    xFormers is the plain attention) with the arguments of the official
+    `run_image_encoder_inference.py`; `arrays` (official-layout weights,
+    `keras_tips.convert.official_arrays`) are loaded if given.
+    """
+    import functools
+
+    import numpy as np
+    import torch
+
+    module = load_official_module(tips_path)
+    model = module.VisionTransformer(
+        img_size=config["patch_size"] * config["position_grid_size"],
+        patch_size=config["patch_size"],
+        embed_dim=config["hidden_dim"],
+        depth=config["num_layers"],
+        num_heads=config["num_heads"],
+        mlp_ratio=config["mlp_dim"] / config["hidden_dim"],
+        block_fn=functools.partial(module.Block, attn_class=module.MemEffAttention),
+        num_register_tokens=1,
+        ffn_layer=config.get("ffn_layer", "mlp"),
+        block_chunks=0,
+        init_values=1.0,
+        interpolate_antialias=True,
+        interpolate_offset=0.0,
+    )
+    if arrays is not None:
+        model.load_state_dict(
+            {k: torch.from_numpy(np.asarray(v)) for k, v in arrays.items()}
+        )
+    return model.eval()
+
+
+def run_official_server(args):
+    """Serves timed forward passes of the official encoder over stdin/stdout.
+
+    Commands (one JSON object per line): `{"load": npz, "config": {...},
+    "image": 224, "batch": 8}` builds the model with those weights and
+    random images; `{"run": true}` runs one forward pass under
+    `torch.inference_mode()` (outputs converted to NumPy, as ours are) and
+    answers the seconds it took, measured here so that the pipe is not
+    timed; `{"rss": true}` answers this process's peak resident memory.
+    While the keras-tips worker runs, this process blocks on its pipe.
+    """
+    import numpy as np
+    import torch
+
+    state = {}
+    for line in sys.stdin:
+        command = json.loads(line)
+        reply = {}
+        if "load" in command:
+            arrays = dict(np.load(command["load"]))
+            state["model"] = build_official_encoder(
+                args.official_tips, command["config"], arrays
+            )
+            images = np.random.RandomState(1).uniform(
+                size=(command["batch"], command["image"], command["image"], 3)
+            ).astype("float32")
+            # The official code takes normalised NCHW images; keras-tips
+            # normalises inside the model, so this side gets that for free.
+            state["images"] = torch.from_numpy(
+                np.ascontiguousarray(images.transpose(0, 3, 1, 2))
+            )
+            reply["threads"] = torch.get_num_threads()
+        elif "run" in command:
+            start = time.perf_counter()
+            with torch.inference_mode():
+                outputs = state["model"](state["images"])
+                [o.numpy() for o in outputs]
+            reply["seconds"] = time.perf_counter() - start
+        elif "rss" in command:
+            reply["peak_rss_mb"] = peak_rss_mb()
+        print(json.dumps(reply), flush=True)
+
+
+class OfficialEncoder:
+    """Client of `run_official_server`, running in a subprocess."""
+
+    def __init__(self, tips_path):
+        env = dict(os.environ)
+        env.pop("KERAS_BACKEND", None)
+        self.process = subprocess.Popen(
+            [sys.executable, os.path.abspath(__file__), "--official-server",
+             "--official-tips", tips_path],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+            env=env, cwd=REPO_ROOT,
+        )
+
+    def _ask(self, command):
+        self.process.stdin.write(json.dumps(command) + "\n")
+        self.process.stdin.flush()
+        line = self.process.stdout.readline()
+        if not line:
+            raise RuntimeError("the official encoder's process exited")
+        return json.loads(line)
+
+    def load(self, encoder, config, image, batch):
+        import numpy as np
+
+        from keras_tips import convert
+
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, "vision.npz")
+            np.savez(path, **convert.official_arrays(encoder))
+            return self._ask(
+                {"load": path, "config": config, "image": image,
+                 "batch": batch}
+            )
+
+    def run(self):
+        return self._ask({"run": True})["seconds"]
+
+    def peak_rss_mb(self):
+        return self._ask({"rss": True})["peak_rss_mb"]
+
+    def close(self):
+        self.process.stdin.close()
+        self.process.wait(timeout=60)
+
+
+# ----------------------------------------------------------------------------
 # Time to first embedding (its own fresh process per backend).
 # ----------------------------------------------------------------------------
 
@@ -539,7 +749,6 @@ def run_first_embedding(args):
     )
     np.asarray(outputs["cls_embeddings"])
     done = time.perf_counter()
-    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     record = {
         "kind": "first_embedding",
         "backend": keras.backend.backend(),
@@ -548,8 +757,83 @@ def run_first_embedding(args):
         "from_preset_s": loaded - imported,
         "first_call_s": done - loaded,
         "in_process_s": done - start,
-        "peak_rss_mb": peak_kb / 1024,
+        "peak_rss_mb": peak_rss_mb(),
     }
+    print(_PREFIX + json.dumps(record), flush=True)
+
+
+# ----------------------------------------------------------------------------
+# Peak resident memory of inference (a fresh process per backend and model).
+# ----------------------------------------------------------------------------
+
+
+def _rss_mb():
+    """Current resident memory of this process (MB), from /proc."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except (OSError, ValueError):
+        return None
+
+
+def peak_rss_mb():
+    """Peak resident memory of this process (MB).
+
+    `VmHWM` of /proc/self/status: the high-water mark of this process's own
+    address space. (`getrusage`'s `ru_maxrss` survives `fork` + `exec`, so
+    in a subprocess it is never below the parent's memory at the fork.)
+    """
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except (OSError, ValueError):
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def run_memory_probe(args):
+    """Peak RSS of `predict_on_batch` of one model (float32), fresh process.
+
+    Prints one record: the resident memory after the imports, and the peak
+    (`peak_rss_mb`) after building the encoder and two calls (compilation
+    and one steady-state call). With `--official-tips`, the official
+    encoder runs the same two calls in its own fresh process, whose peak
+    is reported alongside.
+    """
+    import keras
+    import numpy as np
+
+    from keras_tips import TIPSVisionEncoder
+
+    imported = _rss_mb()
+    model = args.models[0]
+    config, image = _vision_config(model, args.quick)
+    keras.utils.set_random_seed(0)
+    encoder = TIPSVisionEncoder(**config)
+    images = np.random.RandomState(1).uniform(
+        size=(args.batch, image, image, 3)
+    ).astype("float32")
+    for _ in range(2):
+        _to_numpy(encoder.predict_on_batch(images))
+    record = {
+        "kind": "memory",
+        "backend": keras.backend.backend(),
+        "model": f"TIPS {'quick' if args.quick else model}",
+        "dtype": "float32",
+        "batch": args.batch,
+        "image_size": image,
+        "rss_after_import_mb": imported,
+        "peak_rss_mb": peak_rss_mb(),
+    }
+    if args.official_tips:
+        official = OfficialEncoder(args.official_tips)
+        official.load(encoder, config, image, args.batch)
+        for _ in range(2):
+            official.run()
+        record["official_peak_rss_mb"] = official.peak_rss_mb()
+        official.close()
     print(_PREFIX + json.dumps(record), flush=True)
 
 
@@ -634,6 +918,8 @@ def _worker_argv(args):
         argv.append("--quick")
     if args.skip_dinov2:
         argv.append("--skip-dinov2")
+    if args.official_tips:
+        argv += ["--official-tips", os.path.abspath(args.official_tips)]
     return argv
 
 
@@ -702,21 +988,47 @@ def print_table(records, out=sys.stdout):
     print("\nMatmul roofline (GFLOP/s):", file=out)
     for (backend, dtype), value in sorted(roof.items()):
         print(f"  {backend:<11} {dtype:<9} {value:8.1f}", file=out)
-    rows = [r for r in records if r["kind"] in ("vision", "text")]
+    rows = [
+        r for r in records if r["kind"] in ("vision", "text", "official")
+    ]
     if rows:
         header = (
-            f"\n{'backend':<11}{'model':<22}{'dtype':<10}{'items/s':>9}"
-            f"{'GFLOP/s':>9}{'roof%':>7}{'vs DINOv2':>10}{'err vs f32':>11}"
+            f"\n{'backend':<11}{'model':<32}{'dtype':<10}{'items/s':>9}"
+            f"{'GFLOP/s':>9}{'roof%':>7}{'x official':>11}{'vs f32':>8}"
+            f"{'vs DINOv2':>10}{'err vs f32':>11}"
         )
         print(header, file=out)
         for r in rows:
             fraction = r.get("roofline_fraction")
+            backend = r["backend"]
+            if r["kind"] == "official":
+                backend = f"({backend})"
             print(
-                f"{r['backend']:<11}{r['model']:<22}{r['dtype']:<10}"
+                f"{backend:<11}{r['model']:<32}{r['dtype']:<10}"
                 f"{r['items_per_s']:9.2f}{r['gflops']:9.1f}"
                 f"{_fmt(None if fraction is None else 100 * fraction, '6.1f'):>7}"
+                f"{_fmt(r.get('over_official'), '10.2f'):>11}"
+                f"{_fmt(r.get('speed_vs_float32'), '7.2f'):>8}"
                 f"{_fmt(r.get('tips_over_dinov2'), '9.2f'):>10}"
                 f"{_fmt(r.get('max_error_vs_float32'), '10.1e'):>11}",
+                file=out,
+            )
+        if any(r["kind"] == "official" for r in rows):
+            print(
+                "(backend) rows: the official PyTorch encoder, timed in the "
+                "same round-robin as that backend's rows; x official and vs "
+                "f32 are medians of per-round ratios",
+                file=out,
+            )
+    for r in records:
+        if r["kind"] == "memory":
+            official = r.get("official_peak_rss_mb")
+            print(
+                f"\npeak RSS {r['backend']:<11} {r['model']} float32 batch "
+                f"{r['batch']} inference: {r['peak_rss_mb']:.0f} MB (after "
+                f"imports {_fmt(r['rss_after_import_mb'], '.0f')} MB)"
+                + ("" if official is None else
+                   f"; official PyTorch encoder {official:.0f} MB"),
                 file=out,
             )
     for r in records:
@@ -736,7 +1048,8 @@ def print_table(records, out=sys.stdout):
                 f"{r['gflops']:.1f} GFLOP/s = "
                 f"{100 * r['fraction_of_roofline']:.0f}% of the float32 "
                 f"roofline; input pipeline alone "
-                f"{_fmt(ratio, '.1f')}x faster",
+                f"{_fmt(ratio, '.1f')}x faster; peak RSS "
+                f"{_fmt(r.get('peak_rss_mb'), '.0f')} MB",
                 file=out,
             )
         elif r["kind"] == "input_pipeline":
@@ -787,6 +1100,27 @@ def run_driver(args):
             if result.returncode != 0:
                 records.append(_error_record("throughput", backend, result))
             _log_partial(args, records)
+    if "memory" in args.parts:
+        models = ["quick"] if args.quick else [
+            m for m in args.models if m.startswith("B14")
+        ] or args.models[:1]
+        for backend in args.backends:
+            for model in models:
+                print(f"[{backend}] peak memory {model} ...", flush=True)
+                command = [sys.executable, script, "--memory-probe",
+                           "--batch", str(args.batch)]
+                if args.quick:
+                    command.append("--quick")
+                else:
+                    command += ["--models", model]
+                if args.official_tips:
+                    command += ["--official-tips",
+                                os.path.abspath(args.official_tips)]
+                result = _subprocess(command, backend, timeout=args.timeout)
+                got = _records(result)
+                records += got
+                if result.returncode != 0 or not got:
+                    records.append(_error_record("memory", backend, result))
     if "first_embedding" in args.parts:
         preset = args.preset
         if preset is None:
@@ -870,8 +1204,8 @@ def parse_args(argv=None):
                         choices=DTYPES)
     parser.add_argument(
         "--parts", nargs="+",
-        default=["vision", "text", "first_embedding", "training"],
-        choices=["vision", "text", "first_embedding", "training"],
+        default=["vision", "text", "memory", "first_embedding", "training"],
+        choices=["vision", "text", "memory", "first_embedding", "training"],
     )
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=3,
@@ -885,7 +1219,16 @@ def parse_args(argv=None):
                         " (default: a random B/14 preset, written once)")
     parser.add_argument("--timeout", type=int, default=3600,
                         help="seconds per subprocess")
+    parser.add_argument(
+        "--official-tips", metavar="PATH",
+        help="a checkout of github.com/google-deepmind/tips: its PyTorch "
+        "encoder is timed in the same run, interleaved with keras-tips "
+        "(float32 vision rows)")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--official-server", action="store_true",
+                        help=argparse.SUPPRESS)
+    parser.add_argument("--memory-probe", action="store_true",
+                        help=argparse.SUPPRESS)
     parser.add_argument("--first-embedding", action="store_true",
                         help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -896,7 +1239,11 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    if args.worker:
+    if args.official_server:
+        run_official_server(args)
+    elif args.memory_probe:
+        run_memory_probe(args)
+    elif args.worker:
         run_worker(args)
     elif args.first_embedding:
         run_first_embedding(args)

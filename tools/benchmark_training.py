@@ -9,6 +9,10 @@ the first ones (compilation and warm-up):
 
 * `tiny`: `PretrainConfig.tiny()` (width 32, 2 layers, 56 px global crop,
   2 local crops of 28 px, heads of 1,024 prototypes), batch 8;
+* `tiny_scenes`: the configuration the main job trains
+  (`configs/tiny_scenes.json`: width 96, 4 layers, 112 px global crop,
+  2 local crops of 56 px, heads of 256 prototypes, 512-token vocabulary),
+  batch 32 as there;
 * `S14`: ViT-S/14 and its text encoder at 224 px with the full TIPS recipe
   (6 local crops of 98 px, 65,536 CLS and 32,768 patch prototypes, head
   width 2,048), batch 4 by default.
@@ -38,12 +42,16 @@ if REPO_ROOT not in sys.path:
 
 from tools.benchmark import MATMUL_SIZE  # noqa: E402
 from tools.benchmark import matmul_roofline  # noqa: E402
+from tools.benchmark import peak_rss_mb  # noqa: E402
 from tools.flops import pretraining_step_flops  # noqa: E402
 
 BACKENDS = ("jax", "tensorflow", "torch")
-CONFIGS = ("tiny", "S14")
-DEFAULT_BATCH = {"tiny": 8, "S14": 4}
+CONFIGS = ("tiny", "tiny_scenes", "S14")
+DEFAULT_BATCH = {"tiny": 8, "tiny_scenes": 32, "S14": 4}
 VOCABULARY_SIZE = 32000
+# The main job's configuration and the vocabulary of its tokenizer.
+TINY_SCENES_CONFIG = os.path.join(REPO_ROOT, "configs", "tiny_scenes.json")
+VOCABULARY_SIZES = {"tiny_scenes": 512}
 
 
 def _config(name, recipe, batch_size, steps):
@@ -53,10 +61,18 @@ def _config(name, recipe, batch_size, steps):
     common["warmup_steps"] = 1
     if name == "tiny":
         return PretrainConfig.tiny(recipe, **common)
+    if name == "tiny_scenes":
+        with open(TINY_SCENES_CONFIG) as f:
+            values = json.load(f)
+        # Its own schedule lengths (the learning-rate warm-up is part of
+        # the steps the main job runs); only the batch size is replaced.
+        values["batch_size"] = batch_size
+        values["total_steps"] = max(values["total_steps"], steps)
+        return PretrainConfig.from_dict(values)
     return PretrainConfig.for_recipe(recipe, model_variant="S/14", **common)
 
 
-def _random_batches(config, count, seed=0):
+def _random_batches(config, count, seed=0, vocabulary_size=VOCABULARY_SIZE):
     import numpy as np
 
     rng = np.random.default_rng(seed)
@@ -79,12 +95,12 @@ def _random_batches(config, count, seed=0):
                     size=(b, config.num_local_crops, local, local, 3)
                 ).astype("float32"),
                 "patch_mask": mask,
-                "noisy_token_ids": rng.integers(1, VOCABULARY_SIZE, (b, length))
+                "noisy_token_ids": rng.integers(1, vocabulary_size, (b, length))
                 .astype("int32")
                 * padding,
                 "noisy_padding_mask": padding,
                 "synthetic_token_ids": rng.integers(
-                    1, VOCABULARY_SIZE, (b, length)
+                    1, vocabulary_size, (b, length)
                 ).astype("int32")
                 * padding,
                 "synthetic_padding_mask": padding,
@@ -110,11 +126,12 @@ def run_worker(args):
     )
     train_lib.seed_weight_initialization(0)
     started = time.perf_counter()
-    backbone = train_lib.build_backbone(config, VOCABULARY_SIZE)
+    vocabulary_size = VOCABULARY_SIZES.get(args.configs[0], VOCABULARY_SIZE)
+    backbone = train_lib.build_backbone(config, vocabulary_size)
     pretrainer = TIPSPretrainer(backbone, config)
     pretrainer.compile(optimizer=train_lib.build_optimizer(config, pretrainer))
     build_seconds = time.perf_counter() - started
-    batches = _random_batches(config, 2)
+    batches = _random_batches(config, 2, vocabulary_size=vocabulary_size)
     stacked = {k: np.stack([b[k] for b in batches]) for k in batches[0]}
     dataset = tf.data.Dataset.from_tensor_slices(stacked).repeat().prefetch(2)
 
@@ -179,6 +196,9 @@ def run_worker(args):
         "first_step_seconds": first_step,
         "build_seconds": build_seconds,
         "final_loss": times.losses[-1],
+        # Peak resident memory of this fresh process: build, compilation,
+        # the steps and the roofline matmuls.
+        "peak_rss_mb": peak_rss_mb(),
         "machine": platform.machine(),
         "cpu_count": os.cpu_count(),
         "date": datetime.datetime.now().isoformat(timespec="seconds"),

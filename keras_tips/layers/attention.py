@@ -1,4 +1,6 @@
-"""Multi-head self-attention of the TIPS vision blocks, cache-blocked on CPU."""
+"""Multi-head self-attention of the TIPS vision blocks, tuned for CPUs."""
+
+import math
 
 import keras
 from keras import ops
@@ -11,6 +13,14 @@ MIN_BLOCKED_LENGTH = 512
 # at once when attention is blocked: a few MB, so that the scores stay in
 # the CPU caches between the two matmuls and the softmax.
 SCORE_BLOCK_BYTES = 4 * 1024 * 1024
+
+
+def _on_jax_cpu():
+    if keras.config.backend() != "jax":
+        return False
+    import jax
+
+    return jax.default_backend() == "cpu"
 
 
 def blocks_attention_on_this_device():
@@ -26,22 +36,58 @@ def blocks_attention_on_this_device():
     accelerators have their own, and TensorFlow's oneDNN kernels are not
     helped by blocking, so they keep the plain call.
     """
-    if keras.config.backend() != "jax":
-        return False
-    import jax
+    return _on_jax_cpu()
 
-    return jax.default_backend() == "cpu"
+
+def uses_matmul_attention(dtype):
+    """Whether `self_attention` spells attention out as two matmuls.
+
+    True for float32 on JAX's CPU backend. There `ops.dot_product_attention`
+    (`jax.nn.dot_product_attention`) contracts `(B, T, heads, head_dim)`
+    tensors directly, scales the `T x T` scores rather than the queries and
+    normalizes the probabilities in a pass of their own, and XLA:CPU adds
+    a copy of the scores and transposes around each product. Heads first,
+    queries pre-scaled, `matmul`, `softmax`, `matmul` is 1.25x faster for the
+    whole B/14 encoder at 224 pixels (measured side by side in one process).
+    PyTorch keeps its fused CPU kernel, accelerators theirs, and
+    float16/bfloat16 keep the fused call, which computes the scores in
+    float32.
+    """
+    return str(dtype) == "float32" and _on_jax_cpu()
+
+
+def matmul_attention(query, key, value):
+    """Softmax attention as two batched matmuls over heads-first tensors.
+
+    Args:
+        query: tensor `(B, T, heads, head_dim)`.
+        key: tensor `(B, S, heads, head_dim)`.
+        value: tensor `(B, S, heads, head_dim)`.
+
+    Returns:
+        Tensor `(B, T, heads, head_dim)`, equal to
+        `keras.ops.dot_product_attention(query, key, value)` up to float
+        rounding.
+    """
+    scale = 1.0 / math.sqrt(query.shape[-1])
+    query = ops.transpose(ops.multiply(query, scale), (0, 2, 1, 3))
+    scores = ops.matmul(query, ops.transpose(key, (0, 2, 3, 1)))
+    probabilities = ops.softmax(scores, axis=-1)
+    mixed = ops.matmul(probabilities, ops.transpose(value, (0, 2, 1, 3)))
+    return ops.transpose(mixed, (0, 2, 1, 3))
 
 
 def self_attention(query, key, value, blocked=None,
-                   score_block_bytes=SCORE_BLOCK_BYTES):
+                   score_block_bytes=SCORE_BLOCK_BYTES, matmul=None):
     """Softmax attention of `(B, T, heads, head_dim)` query, key and value.
 
     The same numbers as `keras.ops.dot_product_attention(query, key,
     value)` (to float rounding); where `blocked` (default: sequences of
     `MIN_BLOCKED_LENGTH` or more, where `blocks_attention_on_this_device()`),
     computed one image at a time and one block of queries at a time, each
-    block small enough for its scores to stay in cache.
+    block small enough for its scores to stay in cache; where `matmul`
+    (default: `uses_matmul_attention(query.dtype)`), with
+    `matmul_attention` instead of the fused call.
 
     Args:
         query: tensor `(B, T, heads, head_dim)`.
@@ -50,6 +96,7 @@ def self_attention(query, key, value, blocked=None,
         blocked: bool or None. Whether to block the computation.
         score_block_bytes: int. With `blocked`, the float32 bytes of scores
             of one block of queries (heads x block x keys x 4).
+        matmul: bool or None. Whether to use `matmul_attention`.
 
     Returns:
         Tensor `(B, T, heads, head_dim)`.
@@ -60,23 +107,27 @@ def self_attention(query, key, value, blocked=None,
     out = self_attention(x, x, x)  # (2, 258, 12, 64)
     ```
     """
+    if matmul is None:
+        matmul = uses_matmul_attention(keras.backend.standardize_dtype(
+            query.dtype))
+    attend = matmul_attention if matmul else ops.dot_product_attention
     length, heads = query.shape[1], query.shape[2]
     keys = key.shape[1]
     if not all(isinstance(dim, int) for dim in (length, heads, keys)):
         # Unknown or symbolic (shape-polymorphic export) lengths.
-        return ops.dot_product_attention(query, key, value)
+        return attend(query, key, value)
     if blocked is None:
         blocked = (
             keys >= MIN_BLOCKED_LENGTH and blocks_attention_on_this_device()
         )
     if not blocked:
-        return ops.dot_product_attention(query, key, value)
+        return attend(query, key, value)
     block = max(1, score_block_bytes // (4 * heads * keys))
 
     def one_image(inputs):
         q, k, v = (ops.expand_dims(x, 0) for x in inputs)
         outputs = [
-            ops.dot_product_attention(q[:, start : start + block], k, v)
+            attend(q[:, start : start + block], k, v)
             for start in range(0, length, block)
         ]
         return ops.concatenate(outputs, axis=1)[0]
