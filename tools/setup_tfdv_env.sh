@@ -26,13 +26,24 @@ fi
 want_hash="$(sha256sum "${requirements}" | cut -d' ' -f1)"
 
 check_env() {
-  "${venv}/bin/python" - <<'PY' >/dev/null 2>&1
+  # Quiet unless it fails; then the last lines of its output say why.
+  local log
+  log="$(mktemp)"
+  if "${venv}/bin/python" - <<'PY' >"${log}" 2>&1; then
 import tensorflow_data_validation as tfdv
 import tensorflow as tf
 import tensorflow_text
 assert tfdv.__version__ == "1.16.1", tfdv.__version__
 assert tensorflow_text.__version__.startswith("2.16."), tensorflow_text.__version__
 PY
+    rm -f "${log}"
+    return 0
+  fi
+  if [[ "${1:-}" == "--verbose" ]]; then
+    tail -n 15 "${log}" >&2
+  fi
+  rm -f "${log}"
+  return 1
 }
 
 if [[ "${FORCE:-0}" != "1" && -x "${venv}/bin/python" && -f "${stamp}" \
@@ -61,8 +72,9 @@ fi
 rm -f "${stamp}"
 "${venv}/bin/python" -m pip install --require-virtualenv -qq \
   -r "${requirements}"
-if ! check_env; then
-  echo "setup_tfdv_env: installed, but 'import tensorflow_data_validation' fails" \
+if ! check_env --verbose; then
+  echo "setup_tfdv_env: installed, but importing tensorflow_data_validation" \
+       "1.16.1 and tensorflow_text 2.16 fails (output above)" \
        "in ${venv}; rerun with FORCE=1." >&2
   exit 1
 fi
