@@ -29,7 +29,9 @@ check_env() {
   # Quiet unless it fails; then the last lines of its output say why.
   local log
   log="$(mktemp)"
-  if "${venv}/bin/python" - <<'PY' >"${log}" 2>&1; then
+  # tensorflow_text imports tf.keras, i.e. Keras 3, which must not pick up
+  # a caller's KERAS_BACKEND=jax or torch: this venv has only TensorFlow.
+  if KERAS_BACKEND=tensorflow "${venv}/bin/python" - <<'PY' >"${log}" 2>&1; then
 import tensorflow_data_validation as tfdv
 import tensorflow as tf
 import tensorflow_text
