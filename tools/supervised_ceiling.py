@@ -56,9 +56,7 @@ def foreground_only_miou(train_labels, masks, grid, num_classes):
     majority = int(np.argmax(counts[1:]) + 1)
     labels = evaluation.patch_labels(masks, grid, num_classes)
     labels = np.where(labels > 0, majority, 0)
-    onehot = np.eye(num_classes, dtype="float32")[labels]
-    predictions = evaluation._segment(onehot, masks.shape[1:3])
-    return evaluation.mean_iou(predictions, masks, num_classes)
+    return evaluation.patch_labelling_miou(labels, masks, num_classes)
 
 
 def run(config, train_pattern, eval_pattern, tokenizer_path, steps,

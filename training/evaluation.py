@@ -407,6 +407,11 @@ def patch_grid_ceiling_miou(segmentation, grid, num_classes):
     few boundary pixels either way, by about 0.01).
     """
     labels = patch_labels(segmentation, grid, num_classes)
+    return patch_labelling_miou(labels, segmentation, num_classes)
+
+
+def patch_labelling_miou(labels, segmentation, num_classes):
+    """mIoU of hard `(N, h, w)` patch labels, upsampled like patch logits."""
     onehot = np.eye(num_classes, dtype="float32")[labels]
     predictions = _segment(onehot, segmentation.shape[1:3])
     return mean_iou(predictions, segmentation, num_classes)
