@@ -95,14 +95,12 @@ def run(config, train_pattern, eval_pattern, tokenizer_path, steps,
     )
     seconds = time.time() - start
     eval_logits = model.predict(eval_images, batch_size=64, verbose=0)
-    predictions = evaluation._segment(eval_logits.astype("float32"),
-                                      eval_masks.shape[1:3])
     return {
         "steps": epochs * steps_per_epoch,
         "train_seconds": round(seconds, 1),
         "final_train_loss": float(history.history["loss"][-1]),
-        "supervised_miou": evaluation.mean_iou(predictions, eval_masks,
-                                               num_classes),
+        "supervised_miou": evaluation.patch_logits_miou(
+            eval_logits, eval_masks, num_classes),
         "foreground_only_miou": foreground_only_miou(
             train_labels, eval_masks, grid, num_classes),
         "all_background_miou": evaluation.all_background_miou(

@@ -171,21 +171,27 @@ def mean_iou(predictions, targets, num_classes):
     return float((intersection[present] / union[present]).mean())
 
 
-def _segment(patch_logits, size, batch=64):
+def patch_logits_miou(patch_logits, segmentation, num_classes, batch=64):
+    """mIoU of `(N, h, w, C)` patch logits against `(N, H, W)` masks.
+
+    The logits are upsampled bilinearly to the masks' resolution (in
+    batches of `batch` scenes) and arg-maxed per pixel: how every
+    segmentation metric here turns patch scores into a prediction.
+    """
+    size = segmentation.shape[1:3]
     predictions = []
     for start in range(0, len(patch_logits), batch):
         chunk = _upsample_logits(patch_logits[start:start + batch], size)
         predictions.append(chunk.argmax(axis=-1))
-    return np.concatenate(predictions)
+    return mean_iou(np.concatenate(predictions), segmentation, num_classes)
 
 
 def zero_shot_segmentation_miou(features, class_embeddings):
     """mIoU of per-patch nearest class text embedding, upsampled."""
     patches = _unit(features.value_patches)
     logits = patches @ class_embeddings.T
-    size = features.segmentation.shape[1:3]
-    predictions = _segment(logits, size)
-    return mean_iou(predictions, features.segmentation, len(class_embeddings))
+    return patch_logits_miou(
+        logits, features.segmentation, len(class_embeddings))
 
 
 def patch_labels(segmentation, grid, num_classes=None):
@@ -387,9 +393,8 @@ def linear_probe_miou(features, num_classes, l2=None):
         num_classes, l2=l2,
     )
     logits = probe(patches[half:].reshape(-1, dim)).reshape(n - half, gh, gw, -1)
-    size = features.segmentation.shape[1:3]
-    predictions = _segment(logits.astype("float32"), size)
-    return mean_iou(predictions, features.segmentation[half:], num_classes)
+    return patch_logits_miou(
+        logits, features.segmentation[half:], num_classes)
 
 
 def all_background_miou(segmentation, num_classes):
@@ -413,8 +418,7 @@ def patch_grid_ceiling_miou(segmentation, grid, num_classes):
 def patch_labelling_miou(labels, segmentation, num_classes):
     """mIoU of hard `(N, h, w)` patch labels, upsampled like patch logits."""
     onehot = np.eye(num_classes, dtype="float32")[labels]
-    predictions = _segment(onehot, segmentation.shape[1:3])
-    return mean_iou(predictions, segmentation, num_classes)
+    return patch_logits_miou(onehot, segmentation, num_classes)
 
 
 def evaluate_scenes(backbone, tokenizer, file_pattern, image_size,
