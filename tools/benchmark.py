@@ -293,7 +293,7 @@ def bench_vision(backend, args, emit):
             **config, image_size=(image, image), batch_size=args.batch
         )
         reference_weights = None
-        candidates = {}  # name -> (network, dtype)
+        candidates = {}  # (name, dtype) -> network
         for dtype in args.dtypes:
             for jit in _jit_settings(backend):
                 suffix = "" if jit is None else " (no XLA)"
@@ -346,9 +346,7 @@ def bench_vision(backend, args, emit):
                 jit_compile=bool(network.jit_compile),
             )
             records[key] = record
-        reference = outputs[(f"TIPS {model}", "float32")] if (
-            (f"TIPS {model}", "float32") in outputs
-        ) else None
+        reference = outputs.get((f"TIPS {model}", "float32"))
         for key, record in records.items():
             name, dtype = key
             same_float32 = (name, "float32")
