@@ -115,7 +115,14 @@ def _load(preset, need_tokenizer=False, image_size=None):
 
 
 def _check_image_size(value):
-    if value is not None and (value <= 0 or value % 14):
+    """`--image-size`: None, or a side accepted by `check_image_size`."""
+    from keras_tips.validation import check_image_size
+
+    if value is None:
+        return None
+    try:
+        check_image_size(value)
+    except ValueError:
         raise CommandError(
             f"--image-size must be a positive multiple of 14; got {value}"
         )
@@ -326,8 +333,9 @@ def run_embed(args):
         progress.close()
     embeddings = np.concatenate(chunks, axis=0).astype("float32")
     if args.normalize:
-        norms = np.linalg.norm(embeddings, axis=-1, keepdims=True)
-        embeddings = embeddings / np.maximum(norms, 1e-12)
+        embeddings = ops.convert_to_numpy(
+            ops.normalize(embeddings, epsilon=1e-12)
+        )
     os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
     np.save(args.output, embeddings)
     print(f"wrote {args.output}: shape {embeddings.shape}")

@@ -21,6 +21,7 @@ from keras_tips.empty_batch import is_empty_batch
 from keras_tips.tasks._tips_task import TIPSImageTask
 from keras_tips.tasks._tips_task import check_backbone
 from keras_tips.validation import check_finite_arrays
+from keras_tips.validation import check_image_size
 
 DENSE_TASKS = ("segmentation", "depth", "normals")
 PROBE_TASKS = ("segmentation", "depth")
@@ -627,24 +628,7 @@ def depth_from_bins(logits, min_depth=1e-3, max_depth=10.0):
 
 def unit_normals(x):
     """L2-normalises the last axis (surface normals)."""
-    x = ops.cast(x, "float32")
-    return x / ops.maximum(
-        ops.sqrt(ops.sum(ops.square(x), axis=-1, keepdims=True)), 1e-12
-    )
-
-
-def _check_image_size(image_size):
-    if isinstance(image_size, int):
-        image_size = (image_size, image_size)
-    image_size = tuple(image_size)
-    if len(image_size) != 2 or any(
-        not isinstance(s, int) or s <= 0 or s % 14 for s in image_size
-    ):
-        raise ValueError(
-            "`image_size` must be (height, width) with positive multiples of "
-            f"14. Received: {image_size}"
-        )
-    return image_size
+    return ops.normalize(ops.cast(x, "float32"), epsilon=1e-12)
 
 
 def _check_task(task, choices, num_classes):
@@ -666,7 +650,7 @@ def _check_dense_arguments(backbone, task, choices, num_classes, image_size):
     """The vision encoder and `(height, width)`, after checking the inputs."""
     vision_encoder = check_backbone(backbone).vision_encoder
     _check_task(task, choices, num_classes)
-    return vision_encoder, _check_image_size(image_size)
+    return vision_encoder, check_image_size(image_size)
 
 
 def _task_outputs(task, head_outputs, image_size, min_depth, max_depth):
