@@ -66,7 +66,8 @@ import sys
 import tempfile
 
 import keras
-import numpy as np
+
+from keras_tips.validation import check_image_size
 
 SIGNATURE_NAMES = (
     "embed_images",
@@ -104,35 +105,6 @@ def load_preset_components(preset):
         tokenizer = TIPSTokenizer.from_preset(path)
         image_converter = TIPSImageConverter.from_preset(path)
     return backbone, tokenizer, image_converter
-
-
-def _check_image_size(image_size):
-    if image_size is None:
-        return None
-    if isinstance(image_size, (int, np.integer)) and not isinstance(
-        image_size, bool
-    ):
-        image_size = (int(image_size), int(image_size))
-    if (
-        not isinstance(image_size, (tuple, list))
-        or len(image_size) != 2
-        or not all(
-            isinstance(s, (int, np.integer)) and not isinstance(s, bool)
-            for s in image_size
-        )
-    ):
-        raise ValueError(
-            "`image_size` must be an int or a (height, width) pair of ints. "
-            f"Received: image_size={image_size!r}"
-        )
-    image_size = tuple(int(s) for s in image_size)
-    for side in image_size:
-        if side <= 0 or side % 14:
-            raise ValueError(
-                "`image_size` sides must be positive multiples of the patch "
-                f"size 14. Received: image_size={image_size}"
-            )
-    return image_size
 
 
 def export_saved_model(
@@ -194,7 +166,8 @@ def export_saved_model(
             "`tokenizer` must be a keras_tips.TIPSTokenizer or None. "
             f"Received: {type(tokenizer).__name__}"
         )
-    image_size = _check_image_size(image_size)
+    if image_size is not None:
+        image_size = check_image_size(image_size)
     if image_converter is not None:
         if not isinstance(image_converter, TIPSImageConverter):
             raise TypeError(
@@ -214,7 +187,7 @@ def export_saved_model(
                 "`image_size` (e.g. 448) or an image converter with one."
             )
         image_converter = TIPSImageConverter(image_size=image_size)
-    _check_image_size(tuple(image_converter.image_size))
+    check_image_size(tuple(image_converter.image_size))
 
     filepath = os.fspath(filepath)
     backend = keras.backend.backend()
@@ -263,7 +236,10 @@ def _build_archive(backbone, tokenizer, image_converter):
         embeddings = text_encoder.call(
             {"token_ids": token_ids, "padding_mask": padding_mask}
         )
-        return {"text_embeddings": _l2_normalize(embeddings)}
+        embeddings = keras.ops.cast(embeddings, "float32")
+        return {
+            "text_embeddings": keras.ops.normalize(embeddings, epsilon=1e-12)
+        }
 
     hidden_dim = vision_encoder.hidden_dim
     vision_kwargs = {}
@@ -393,14 +369,6 @@ def _output_dtypes(function):
     """`{name: tf.DType}` of the outputs of a `tf.function` with a signature."""
     outputs = function.get_concrete_function().structured_outputs
     return {name: spec.dtype for name, spec in outputs.items()}
-
-
-def _l2_normalize(x):
-    from keras import ops
-
-    x = ops.cast(x, "float32")
-    norm = ops.sqrt(ops.sum(ops.square(x), axis=-1, keepdims=True))
-    return x / ops.maximum(norm, 1e-12)
 
 
 def _export_through_tensorflow(

@@ -638,8 +638,8 @@ def load_transformers_dense_predictor_weights(predictor, directory):
         predictor, "tipsv2-b14-dpt-depth")
     ```
     """
-    from keras_tips.tasks.dense_heads import TIPSDensePredictor
-    from keras_tips.tasks.dense_heads import load_dpt_weights
+    from keras_tips.tasks.dense_predictor import TIPSDensePredictor
+    from keras_tips.tasks.dpt_weights import load_dpt_weights
 
     if not isinstance(predictor, TIPSDensePredictor):
         raise TypeError(

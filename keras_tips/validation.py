@@ -185,6 +185,51 @@ def check_encoder_images(images, patch_size, values=True):
     return images
 
 
+def check_image_size(image_size, patch_size=14):
+    """Validates a fixed model input size; returns `(height, width)`.
+
+    The one check of `image_size` arguments (dense heads, SavedModel
+    export, the command line's `--image-size`): an int (a square) or a
+    `(height, width)` pair of ints, each side a positive multiple of
+    `patch_size`.
+
+    Raises:
+        ValueError naming the problem.
+
+    Example:
+    ```python
+    check_image_size(448)  # (448, 448)
+    check_image_size((224, 448))  # (224, 448)
+    ```
+    """
+
+    def is_int(value):
+        return isinstance(value, (int, np.integer)) and not isinstance(
+            value, bool
+        )
+
+    if is_int(image_size):
+        image_size = (int(image_size), int(image_size))
+    if (
+        not isinstance(image_size, (tuple, list))
+        or len(image_size) != 2
+        or not all(is_int(side) for side in image_size)
+    ):
+        raise ValueError(
+            "`image_size` must be an int or a (height, width) pair of ints. "
+            f"Received: image_size={image_size!r}"
+        )
+    image_size = tuple(int(side) for side in image_size)
+    if any(side <= 0 or side % patch_size for side in image_size):
+        raise ValueError(
+            "`image_size` sides must be positive multiples of the patch size "
+            f"{patch_size} (multiples of {patch_size} such as "
+            f"{16 * patch_size} or {32 * patch_size}). Received: "
+            f"image_size={image_size}"
+        )
+    return image_size
+
+
 def check_token_ids(token_ids, vocabulary_size, name="token_ids"):
     """Validates integer token ids against a vocabulary; returns them.
 

@@ -20,6 +20,7 @@ from PIL import Image
 
 import keras_tips
 from keras_tips import cli
+from keras_tips.cli.zero_shot import class_palette
 from keras_tips.visualization import pca_images
 from keras_tips.export import load_preset_components
 
@@ -212,7 +213,7 @@ def test_segment_writes_coloured_mask_and_legend(subprocess_runs, tiny_preset,
     assert mask_image.format == "PNG" and mask_image.mode == "RGB"
     mask_rgb = np.asarray(mask_image)
     assert mask_rgb.shape == chelsea.shape  # the input's size: 300 x 451
-    palette = cli.class_palette(len(LABELS))
+    palette = class_palette(len(LABELS))
     indices = np.full(mask_rgb.shape[:2], -1)
     for i, colour in enumerate(palette):
         indices[np.all(mask_rgb == colour, axis=-1)] = i

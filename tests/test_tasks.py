@@ -20,9 +20,9 @@ from keras_tips.tasks import intermediate_layer_features
 from keras_tips.tasks import recall_at_k
 from keras_tips.tasks import text_to_image_retrieval
 from keras_tips.tasks import top_k_retrieval
-from keras_tips.tasks.dense_heads import default_layer_indices
-from keras_tips.tasks.dense_heads import depth_from_bins
-from keras_tips.tasks.dense_heads import load_dpt_weights
+from keras_tips.tasks.dense_task import depth_from_bins
+from keras_tips.tasks.dpt_weights import load_dpt_weights
+from keras_tips.tasks.intermediate_features import default_layer_indices
 from keras_tips.tasks.segmentation import sliding_windows
 from keras_tips.visualization import PatchPCA
 from keras_tips.visualization import pca_images

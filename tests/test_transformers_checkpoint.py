@@ -374,8 +374,8 @@ DPT_HEADS = {
     pytest.param("normals", marks=pytest.mark.backend_independent),
 ])
 def test_dpt_heads_match_transformers(tmp_path, task):
-    from keras_tips.tasks.dense_heads import depth_from_bins
-    from keras_tips.tasks.dense_heads import intermediate_layer_features
+    from keras_tips.tasks.dense_task import depth_from_bins
+    from keras_tips.tasks.intermediate_features import intermediate_layer_features
 
     torch.manual_seed(5)
     config = transformers.Tipsv2DptConfig(

@@ -4,6 +4,7 @@ import keras
 from keras import ops
 
 from keras_tips.layers.residual_stream import residual_dtype
+from keras_tips.layers.transformer_block import TIPSTransformerBlock
 
 
 def padding_attention_bias(padding_mask, dtype):
@@ -17,7 +18,7 @@ def padding_attention_bias(padding_mask, dtype):
     return ops.cast(ops.where(mask, 0.0, large_negative), dtype)
 
 
-class TIPSTextBlock(keras.layers.Layer):
+class TIPSTextBlock(TIPSTransformerBlock):
     """Text transformer block with key-padding attention and a ReLU MLP.
 
     `x + attn(ln_1(x))`, then `x + mlp(ln_2(x))`, where the MLP output is
@@ -41,20 +42,9 @@ class TIPSTextBlock(keras.layers.Layer):
     def __init__(
         self, hidden_dim, num_heads, mlp_dim, layer_norm_epsilon=1e-5, **kwargs
     ):
-        super().__init__(**kwargs)
-        if hidden_dim % num_heads:
-            raise ValueError(
-                f"`hidden_dim` ({hidden_dim}) must be divisible by "
-                f"`num_heads` ({num_heads})."
-            )
-        self.hidden_dim = int(hidden_dim)
-        self.num_heads = int(num_heads)
-        self.head_dim = self.hidden_dim // self.num_heads
-        self.mlp_dim = int(mlp_dim)
-        self.layer_norm_epsilon = float(layer_norm_epsilon)
-        # Inputs are not cast to the compute dtype: under float16/bfloat16
-        # the block takes its float32 residual stream as it is (see `call`).
-        self.autocast = False
+        super().__init__(
+            hidden_dim, num_heads, mlp_dim, layer_norm_epsilon, **kwargs
+        )
         policy = self.dtype_policy
         self.ln_1 = keras.layers.LayerNormalization(
             epsilon=self.layer_norm_epsilon, dtype=policy, name="ln_1"
@@ -100,20 +90,3 @@ class TIPSTextBlock(keras.layers.Layer):
         keep = keep[..., None]
         hidden = ops.relu(self.fc(self.ln_2(x))) * keep
         return x + ops.cast(self.proj(hidden) * keep, x.dtype)
-
-    def compute_output_spec(self, x, padding_mask):
-        return keras.KerasTensor(
-            x.shape, dtype=residual_dtype(self.compute_dtype)
-        )
-
-    def get_config(self):
-        config = super().get_config()
-        config.update(
-            {
-                "hidden_dim": self.hidden_dim,
-                "num_heads": self.num_heads,
-                "mlp_dim": self.mlp_dim,
-                "layer_norm_epsilon": self.layer_norm_epsilon,
-            }
-        )
-        return config

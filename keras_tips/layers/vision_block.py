@@ -6,6 +6,7 @@ from keras import ops
 from keras_tips.layers.attention import self_attention
 from keras_tips.layers.feed_forward import TIPSFeedForward
 from keras_tips.layers.residual_stream import residual_dtype
+from keras_tips.layers.transformer_block import TIPSTransformerBlock
 
 
 class LayerScale(keras.layers.Layer):
@@ -39,7 +40,7 @@ class LayerScale(keras.layers.Layer):
         return config
 
 
-class TIPSVisionBlock(keras.layers.Layer):
+class TIPSVisionBlock(TIPSTransformerBlock):
     """ViT block: `x + ls1(attn(norm1(x)))`, then `x + ls2(ffn(norm2(x)))`.
 
     Multi-head self-attention uses a fused `qkv` projection with bias, as in
@@ -73,22 +74,11 @@ class TIPSVisionBlock(keras.layers.Layer):
         layer_scale_init=1e-5,
         **kwargs,
     ):
-        super().__init__(**kwargs)
-        if hidden_dim % num_heads:
-            raise ValueError(
-                f"`hidden_dim` ({hidden_dim}) must be divisible by "
-                f"`num_heads` ({num_heads})."
-            )
-        self.hidden_dim = int(hidden_dim)
-        self.num_heads = int(num_heads)
-        self.head_dim = self.hidden_dim // self.num_heads
-        self.mlp_dim = int(mlp_dim)
+        super().__init__(
+            hidden_dim, num_heads, mlp_dim, layer_norm_epsilon, **kwargs
+        )
         self.ffn_layer = ffn_layer
-        self.layer_norm_epsilon = float(layer_norm_epsilon)
         self.layer_scale_init = float(layer_scale_init)
-        # Inputs are not cast to the compute dtype: under float16/bfloat16
-        # the block takes its float32 residual stream as it is (see `call`).
-        self.autocast = False
         policy = self.dtype_policy
         self.norm1 = keras.layers.LayerNormalization(
             epsilon=self.layer_norm_epsilon, dtype=policy, name="norm1"
@@ -140,20 +130,11 @@ class TIPSVisionBlock(keras.layers.Layer):
         branch = self.ls2(self.mlp(self.norm2(x)))
         return x + ops.cast(branch, x.dtype)
 
-    def compute_output_spec(self, x, value_attention=False):
-        return keras.KerasTensor(
-            x.shape, dtype=residual_dtype(self.compute_dtype)
-        )
-
     def get_config(self):
         config = super().get_config()
         config.update(
             {
-                "hidden_dim": self.hidden_dim,
-                "num_heads": self.num_heads,
-                "mlp_dim": self.mlp_dim,
                 "ffn_layer": self.ffn_layer,
-                "layer_norm_epsilon": self.layer_norm_epsilon,
                 "layer_scale_init": self.layer_scale_init,
             }
         )

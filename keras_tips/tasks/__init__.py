@@ -10,12 +10,12 @@
   heads for segmentation, depth and surface normals on frozen features.
 """
 
-from keras_tips.tasks.dense_heads import DPTDecoder
-from keras_tips.tasks.dense_heads import TIPSDensePredictor
-from keras_tips.tasks.dense_heads import TIPSLinearProbe
-from keras_tips.tasks.dense_heads import intermediate_layer_features
+from keras_tips.tasks.dense_predictor import TIPSDensePredictor
+from keras_tips.tasks.dpt_decoder import DPTDecoder
 from keras_tips.tasks.image_classifier import TIPSClassTokenPooling
 from keras_tips.tasks.image_classifier import TIPSImageClassifier
+from keras_tips.tasks.intermediate_features import intermediate_layer_features
+from keras_tips.tasks.linear_probe import TIPSLinearProbe
 from keras_tips.tasks.retrieval import cosine_similarity_matrix
 from keras_tips.tasks.retrieval import image_to_text_retrieval
 from keras_tips.tasks.retrieval import recall_at_k

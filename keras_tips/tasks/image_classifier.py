@@ -16,12 +16,6 @@ from keras_tips.tasks.zero_shot import restoring_without_vocabulary
 POOLING_CHOICES = ("first", "second", "both")
 
 
-def _unit(x, axis=-1):
-    x = ops.cast(x, "float32")
-    squared_norm = ops.sum(ops.square(x), axis=axis, keepdims=True)
-    return x * ops.rsqrt(squared_norm + 1e-12)
-
-
 @keras.saving.register_keras_serializable(package="keras_tips")
 class TIPSClassTokenPooling(keras.layers.Layer):
     """Image features for a classifier: unit class tokens, mean patch.
@@ -60,11 +54,15 @@ class TIPSClassTokenPooling(keras.layers.Layer):
     def call(self, cls_embeddings, patch_embeddings):
         parts = []
         if self.pooling in ("first", "both"):
-            parts.append(_unit(cls_embeddings[:, 0]))
+            parts.append(cls_embeddings[:, 0])
         if self.pooling in ("second", "both"):
-            parts.append(_unit(cls_embeddings[:, 1]))
+            parts.append(cls_embeddings[:, 1])
         if self.include_patch_mean:
-            parts.append(_unit(ops.mean(patch_embeddings, axis=(1, 2))))
+            parts.append(ops.mean(patch_embeddings, axis=(1, 2)))
+        parts = [
+            ops.normalize(ops.cast(part, "float32"), epsilon=1e-12)
+            for part in parts
+        ]
         features = parts[0] if len(parts) == 1 else ops.concatenate(parts, -1)
         return ops.cast(features, self.compute_dtype)
 

@@ -32,10 +32,6 @@ def _as_embeddings(x, name):
     return x.astype("float32")
 
 
-def _normalize(x):
-    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
-
-
 def cosine_similarity_matrix(queries, gallery):
     """Cosine similarity of every query with every gallery item.
 
@@ -53,7 +49,9 @@ def cosine_similarity_matrix(queries, gallery):
             f"Embedding widths differ: queries {queries.shape[1]}, gallery "
             f"{gallery.shape[1]}."
         )
-    return _normalize(queries) @ _normalize(gallery).T
+    queries = ops.convert_to_numpy(ops.normalize(queries, epsilon=1e-12))
+    gallery = ops.convert_to_numpy(ops.normalize(gallery, epsilon=1e-12))
+    return queries @ gallery.T
 
 
 def _check_k(k, gallery_size):

@@ -75,11 +75,6 @@ def restoring_without_vocabulary(tokenizer):
     return tokenizer is not None and getattr(tokenizer, "proto", None) is None
 
 
-def _l2_normalize_numpy(x, axis=-1):
-    norm = np.linalg.norm(x, axis=axis, keepdims=True)
-    return x / np.maximum(norm, 1e-12)
-
-
 def class_text_embeddings(
     text_encoder,
     tokenizer,
@@ -144,9 +139,10 @@ def class_text_embeddings(
         )
         embeddings = text_encoder.predict_on_batch(inputs)
         chunks.append(np.asarray(embeddings, dtype="float32"))
-    embeddings = _l2_normalize_numpy(np.concatenate(chunks, axis=0))
-    embeddings = embeddings.reshape(len(names), len(templates), -1)
-    return _l2_normalize_numpy(embeddings.mean(axis=1)).astype("float32")
+    embeddings = ops.normalize(np.concatenate(chunks, axis=0), epsilon=1e-12)
+    embeddings = ops.reshape(embeddings, (len(names), len(templates), -1))
+    embeddings = ops.normalize(ops.mean(embeddings, axis=1), epsilon=1e-12)
+    return ops.convert_to_numpy(embeddings).astype("float32")
 
 
 @keras.saving.register_keras_serializable(package="keras_tips")
@@ -203,12 +199,10 @@ class ClassEmbeddingSimilarity(keras.layers.Layer):
                 f"`class_embeddings` rows {zero[:10].tolist()} are all zeros; "
                 "such a class has cosine 0 with every image. Embed it again."
             )
-        self.class_embeddings.assign(_l2_normalize_numpy(embeddings))
+        self.class_embeddings.assign(ops.normalize(embeddings, epsilon=1e-12))
 
     def call(self, features):
-        features = ops.cast(features, "float32")
-        norm = ops.sqrt(ops.sum(ops.square(features), axis=-1, keepdims=True))
-        features = features / ops.maximum(norm, 1e-12)
+        features = ops.normalize(ops.cast(features, "float32"), epsilon=1e-12)
         return ops.matmul(features, ops.transpose(self.class_embeddings))
 
     def compute_output_spec(self, features):
