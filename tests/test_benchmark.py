@@ -1,4 +1,5 @@
-"""`tools/flops.py` against hand counts and XLA; `tools/benchmark.py` quick run."""
+"""`tools/benchmarking/flops.py` against hand counts and XLA; `tools/benchmark.py`
+quick run and pieces of its `tools/benchmarking/` folder."""
 
 import json
 import os
@@ -9,8 +10,10 @@ import keras
 import pytest
 
 from tests.conftest import REPO_ROOT
-from tools import benchmark
-from tools import flops
+from tools.benchmarking import flops
+from tools.benchmarking import settings
+from tools.benchmarking.official import load_official_module
+from tools.benchmarking.timing import round_ratio
 
 pytestmark = pytest.mark.backend_independent
 
@@ -172,8 +175,8 @@ def test_quick_run_writes_json_lines(tmp_path):
     }
     tips = vision["TIPS quick", "float32"]
     expected = flops.vision_encoder_flops(
-        **benchmark.QUICK_VISION,
-        image_size=(benchmark.QUICK_IMAGE,) * 2,
+        **settings.QUICK_VISION,
+        image_size=(settings.QUICK_IMAGE,) * 2,
         batch_size=8,
     )
     assert tips["gflop_per_batch"] == pytest.approx(expected / 1e9)
@@ -204,9 +207,9 @@ def test_quick_run_writes_json_lines(tmp_path):
 
 def test_official_tips_path_is_checked(tmp_path):
     with pytest.raises(FileNotFoundError, match="google-deepmind/tips"):
-        benchmark.load_official_module(str(tmp_path))
+        load_official_module(str(tmp_path))
 
 
 def test_round_ratio_pairs_calls_of_the_same_round():
     # Round by round 2.0, 1.0, 4.0 -> median 2.0, whatever the drift.
-    assert benchmark._round_ratio([2.0, 10.0, 4.0], [1.0, 10.0, 1.0]) == 2.0
+    assert round_ratio([2.0, 10.0, 4.0], [1.0, 10.0, 1.0]) == 2.0

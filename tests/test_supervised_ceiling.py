@@ -8,12 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tools import supervised_ceiling
 from training import evaluation
 from training import scenes
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT / "tools"))
-import supervised_ceiling  # noqa: E402
 
 pytestmark = pytest.mark.backend_independent
 

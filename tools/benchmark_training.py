@@ -18,7 +18,8 @@ the first ones (compilation and warm-up):
   width 2,048), batch 4 by default.
 
 It prints a table (configurations by backends) and one JSON line per
-measurement (also to `--output`).
+measurement (also to `--output`). The matmul roofline, peak memory and FLOP
+counts are `tools/benchmark.py`'s, from `tools/benchmarking/` beside it.
 
 Usage:
     python tools/benchmark_training.py
@@ -36,16 +37,13 @@ import subprocess
 import sys
 import time
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if REPO_ROOT not in sys.path:
-    sys.path.insert(0, REPO_ROOT)
+from benchmarking.flops import pretraining_step_flops
+from benchmarking.memory import peak_rss_mb
+from benchmarking.roofline import matmul_roofline
+from benchmarking.settings import BACKENDS
+from benchmarking.settings import MATMUL_SIZE
+from benchmarking.settings import REPO_ROOT
 
-from tools.benchmark import MATMUL_SIZE  # noqa: E402
-from tools.benchmark import matmul_roofline  # noqa: E402
-from tools.benchmark import peak_rss_mb  # noqa: E402
-from tools.flops import pretraining_step_flops  # noqa: E402
-
-BACKENDS = ("jax", "tensorflow", "torch")
 CONFIGS = ("tiny", "tiny_scenes", "S14")
 DEFAULT_BATCH = {"tiny": 8, "tiny_scenes": 32, "S14": 4}
 VOCABULARY_SIZE = 32000

@@ -23,7 +23,6 @@ Usage:
 import argparse
 import json
 import os
-import sys
 import time
 
 import numpy as np
@@ -129,7 +128,6 @@ def main(argv=None):
     if args.steps < 1 or args.batch_size < 1:
         parser.error("--steps and --batch_size must be positive")
     os.environ.setdefault("KERAS_BACKEND", "jax")
-    sys.path.insert(0, _ROOT)
     from training.config import PretrainConfig
 
     with open(args.config) as f:
