@@ -95,8 +95,8 @@ def _load(preset, need_tokenizer=False, image_size=None):
 
     `image_size` (`--image-size`, checked here) replaces the converter's.
     """
-    from keras_tips.export import load_preset_components
     from keras_tips.image_converter import TIPSImageConverter
+    from keras_tips.presets import load_preset_components
 
     _check_image_size(image_size)
     if not isinstance(preset, str) or not preset:

@@ -68,6 +68,8 @@ import tempfile
 import keras
 import numpy as np
 
+from keras_tips.presets import load_preset_components
+
 SIGNATURE_NAMES = (
     "embed_images",
     "embed_image_bytes",
@@ -80,30 +82,6 @@ def _tf():
     import tensorflow as tf
 
     return tf
-
-
-def load_preset_components(preset):
-    """`(backbone, tokenizer, image_converter)` of a preset (name or dir).
-
-    The tokenizer or image converter is `None` if the preset has none.
-    """
-    from keras_tips.backbone import TIPSBackbone
-    from keras_tips.image_converter import TIPSImageConverter
-    from keras_tips.presets import resolve_preset
-    from keras_tips.tokenizer import TIPSTokenizer
-
-    path = resolve_preset(preset)
-    backbone = TIPSBackbone.from_preset(path)
-    tokenizer = image_converter = None
-    if isinstance(path, str) and os.path.isdir(path):
-        if os.path.exists(os.path.join(path, "tokenizer.json")):
-            tokenizer = TIPSTokenizer.from_preset(path)
-        if os.path.exists(os.path.join(path, "image_converter.json")):
-            image_converter = TIPSImageConverter.from_preset(path)
-    else:
-        tokenizer = TIPSTokenizer.from_preset(path)
-        image_converter = TIPSImageConverter.from_preset(path)
-    return backbone, tokenizer, image_converter
 
 
 def _check_image_size(image_size):

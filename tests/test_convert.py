@@ -12,6 +12,7 @@ import pytest
 import keras_tips
 from keras_tips import convert
 from keras_tips import presets
+from keras_tips import tips_presets
 from tests.conftest import PARITY
 from tests.conftest import REPO_ROOT
 
@@ -185,7 +186,7 @@ def test_download_failure_is_clear_and_leaves_no_partial(tmp_path):
 
 
 def test_every_released_checkpoint_has_a_named_preset():
-    checkpoints = {spec["checkpoint"] for spec in presets.PRESETS.values()}
+    checkpoints = {spec["checkpoint"] for spec in tips_presets.PRESETS.values()}
     assert checkpoints == {
         "tips_oss_s14_highres_distilled", "tips_oss_b14_highres_distilled",
         "tips_oss_l14_highres_distilled",
@@ -193,7 +194,7 @@ def test_every_released_checkpoint_has_a_named_preset():
         "tips_oss_g14_lowres", "tips_oss_g14_highres",
         "tips_v2_oss_b14", "tips_v2_oss_l14", "tips_v2_oss_so14", "tips_v2_oss_g14",
     }
-    assert set(keras_tips.list_presets()) >= set(presets.PRESETS)
+    assert set(keras_tips.list_presets()) >= set(tips_presets.PRESETS)
 
 
 def test_convert_checkpoint_cli(tmp_path, tokenizer_model):
