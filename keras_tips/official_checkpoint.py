@@ -384,6 +384,27 @@ def load_backbone(vision_path, text_path, num_heads=None, dtype=None):
     return backbone
 
 
+def official_preset_components(
+    vision_path, text_path, tokenizer_path, num_heads=None, image_size=448
+):
+    """`(backbone, tokenizer, image_converter)` of official TIPS files.
+
+    What `convert_to_preset` writes; the preset loader also keeps the
+    backbone it has just converted, rather than building it again.
+    """
+    if not os.path.exists(tokenizer_path):
+        raise FileNotFoundError(f"Tokenizer model not found: {tokenizer_path}")
+    backbone = load_backbone(vision_path, text_path, num_heads=num_heads)
+    try:
+        tokenizer = TIPSTokenizer(proto=os.fspath(tokenizer_path))
+    except Exception as error:
+        raise CheckpointError(
+            f"{tokenizer_path} is not a SentencePiece model: {error}"
+        ) from error
+    converter = TIPSImageConverter(image_size=(image_size, image_size))
+    return backbone, tokenizer, converter
+
+
 def convert_to_preset(
     vision_path,
     text_path,
@@ -414,16 +435,9 @@ def convert_to_preset(
         `output_dir`.
     """
     check_output_dir(output_dir, overwrite)
-    if not os.path.exists(tokenizer_path):
-        raise FileNotFoundError(f"Tokenizer model not found: {tokenizer_path}")
-    backbone = load_backbone(vision_path, text_path, num_heads=num_heads)
-    try:
-        tokenizer = TIPSTokenizer(proto=os.fspath(tokenizer_path))
-    except Exception as error:
-        raise CheckpointError(
-            f"{tokenizer_path} is not a SentencePiece model: {error}"
-        ) from error
-    converter = TIPSImageConverter(image_size=(image_size, image_size))
+    backbone, tokenizer, converter = official_preset_components(
+        vision_path, text_path, tokenizer_path, num_heads, image_size
+    )
     return write_preset(output_dir, backbone, tokenizer, converter, overwrite)
 
 

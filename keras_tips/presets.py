@@ -42,7 +42,9 @@ from keras_tips import preset_mixin
 from keras_tips import variants
 from keras_tips.backbone import TIPSBackbone
 from keras_tips.image_converter import TIPSImageConverter
-from keras_tips.official_checkpoint import convert_to_preset
+from keras_tips.official_checkpoint import check_output_dir
+from keras_tips.official_checkpoint import official_preset_components
+from keras_tips.official_checkpoint import write_preset
 from keras_tips.tips_presets import EMBEDDED_DIR
 from keras_tips.tips_presets import EMBEDDED_PRESETS
 from keras_tips.tips_presets import MODEL_CARD
@@ -50,7 +52,7 @@ from keras_tips.tips_presets import OFFICIAL_BASE_URL
 from keras_tips.tips_presets import PRESETS
 from keras_tips.tips_presets import TOKENIZER_PATH
 from keras_tips.tokenizer import TIPSTokenizer
-from keras_tips.transformers_checkpoint import convert_transformers_to_preset
+from keras_tips.transformers_checkpoint import transformers_preset_components
 from keras_tips.transformers_checkpoint import is_transformers_directory
 from keras_tips.validation import check_finite_weights
 
@@ -261,11 +263,17 @@ def download_hf_snapshot(repo_id):
 
 
 def _convert_transformers_once(directory, converted, handle):
-    """Converts a transformers checkpoint to `converted` unless it exists."""
+    """Converts a transformers checkpoint to `converted` unless it exists.
+
+    Returns `(converted, backbone)`, `backbone` the `TIPSBackbone` built by
+    this call's conversion, or `None` when there was none.
+    """
     if os.path.exists(os.path.join(converted, "config.json")):
-        return converted
+        return converted, None
     try:
-        convert_transformers_to_preset(directory, converted)
+        check_output_dir(converted, overwrite=False)
+        components = transformers_preset_components(directory)
+        write_preset(converted, *components)
     except FileExistsError:
         # Converted concurrently by another process, or a broken leftover.
         if not os.path.exists(os.path.join(converted, "config.json")):
@@ -273,7 +281,8 @@ def _convert_transformers_once(directory, converted, handle):
                 f"{converted} exists but holds no converted preset; delete "
                 f"it to convert {handle} again."
             ) from None
-    return converted
+        return converted, None
+    return converted, components[0]
 
 
 def transformers_cache_path(directory):
@@ -301,10 +310,11 @@ def _resolve_hf_handle(handle):
         cache_dir(), "presets", "hf", repo_id.replace("/", "--")
     )
     if os.path.exists(os.path.join(converted, "config.json")):
-        return converted
+        return converted, None
     local = download_hf_snapshot(repo_id)
     if not is_transformers_directory(local):
-        return handle  # a keras-hub preset on the Hub: keras-hub loads it
+        # A keras-hub preset on the Hub: keras-hub loads it.
+        return handle, None
     return _convert_transformers_once(local, converted, handle)
 
 
@@ -316,10 +326,19 @@ def resolve_preset(preset):
     `transformers` checkpoint (a local directory or an `hf://` handle) is
     converted into the cache the same way.
     """
+    return _resolve(preset)[0]
+
+
+def _resolve(preset):
+    """`(resolved preset, backbone)`, as `resolve_preset` resolves it.
+
+    `backbone` is the `TIPSBackbone` this call converted (then saved to the
+    returned directory), or `None` if nothing was converted.
+    """
     if isinstance(preset, os.PathLike):
         preset = os.fspath(preset)
     if not isinstance(preset, str):
-        return preset
+        return preset, None
     if preset.lower().startswith("hf://"):
         return _resolve_hf_handle(preset)
     if is_transformers_directory(preset):
@@ -333,24 +352,24 @@ def resolve_preset(preset):
                 f"The embedded preset {preset!r} is missing from this "
                 f"installation ({path}); reinstall keras-tips."
             )
-        return path
+        return path, None
     if preset not in PRESETS:
-        return preset
+        return preset, None
     converted = os.path.join(cache_dir(), "presets", preset)
     if os.path.exists(os.path.join(converted, "config.json")):
-        return converted
+        return converted, None
     files = fetch_official_files(
         preset, os.path.join(cache_dir(), "downloads")
     )
-    spec = PRESETS[preset]
-    convert_to_preset(
+    check_output_dir(converted, overwrite=False)
+    components = official_preset_components(
         files["vision"],
         files["text"],
         files["tokenizer"],
-        converted,
-        image_size=spec["image_size"],
+        image_size=PRESETS[preset]["image_size"],
     )
-    return converted
+    write_preset(converted, *components)
+    return converted, components[0]
 
 
 def load_preset(cls, load, preset, **kwargs):
@@ -359,7 +378,11 @@ def load_preset(cls, load, preset, **kwargs):
     `TIPSPresetMixin.from_preset` (the backbone, tokenizer, image
     converter, preprocessor and tasks) calls this with `load`, keras-hub's
     own `from_preset` of the class. The preset is resolved first (see
-    `resolve_preset`). A backbone's preset directory is checked
+    `resolve_preset`). A backbone that was converted by this very call
+    (an official or `transformers` checkpoint loaded the first time) is
+    returned as converted, not built again from the files just written,
+    unless arguments such as `dtype` or `load_weights=False` ask for
+    another build. A backbone's preset directory is checked
     (`check_preset_directory`), unreadable files raise an `OSError` that
     says so, and loaded weights are checked: NaN or Inf raises a
     `ValueError` naming the weight. A task checks its backbone's weights
@@ -378,18 +401,23 @@ def load_preset(cls, load, preset, **kwargs):
     for name in cls.required_preset_arguments:
         if name not in kwargs:
             raise ValueError(f"{cls.__name__}.from_preset() needs `{name}`.")
-    path = resolve_preset(preset)
+    path, converted = _resolve(preset)
     check_weights = kwargs.get("load_weights", True)
     if issubclass(cls, Backbone):
         if isinstance(path, str) and os.path.isdir(path):
             check_preset_directory(path, expected_class=cls.__name__)
-        try:
-            backbone = load(path, **kwargs)
-        except OSError as error:
-            raise OSError(
-                f"Could not load the TIPS preset {path}: its files are "
-                f"unreadable or truncated ({error}). Convert or save it again."
-            ) from error
+        if type(converted) is cls and kwargs in ({}, {"load_weights": True}):
+            # Just converted and saved: the same model, not built twice.
+            backbone = converted
+        else:
+            try:
+                backbone = load(path, **kwargs)
+            except OSError as error:
+                raise OSError(
+                    f"Could not load the TIPS preset {path}: its files are "
+                    f"unreadable or truncated ({error}). Convert or save it "
+                    "again."
+                ) from error
         if check_weights:
             check_finite_weights(backbone, f"TIPS preset {path}")
         return backbone

@@ -366,8 +366,19 @@ def convert_transformers_to_preset(directory, output_dir, overwrite=False):
         "tipsv2-b14", "presets/tips_v2_b14")
     ```
     """
-    directory = os.fspath(directory)
     check_output_dir(output_dir, overwrite)
+    backbone, tokenizer, converter = transformers_preset_components(directory)
+    return write_preset(output_dir, backbone, tokenizer, converter, overwrite)
+
+
+def transformers_preset_components(directory):
+    """`(backbone, tokenizer, image_converter)` of a `transformers` directory.
+
+    What `convert_transformers_to_preset` writes (the tokenizer is `None`
+    without a `tokenizer.model`); the preset loader also keeps the backbone
+    it has just converted, rather than building it again.
+    """
+    directory = os.fspath(directory)
     backbone = load_transformers_backbone(directory)
     config = read_transformers_config(directory)
     text_config = config.get("text_config") or {}
@@ -388,9 +399,7 @@ def convert_transformers_to_preset(directory, output_dir, overwrite=False):
     converter = TIPSImageConverter(
         image_size=_image_size(directory, config.get("vision_config") or {})
     )
-    return write_preset(
-        output_dir, backbone, tokenizer, converter, overwrite
-    )
+    return backbone, tokenizer, converter
 
 
 def _mlp_ratio(encoder):

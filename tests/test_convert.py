@@ -177,6 +177,25 @@ def test_named_preset_downloads_converts_and_caches(tmp_path, monkeypatch,
     assert tuple(batch["token_ids"].shape) == (1, 64)
 
 
+def test_first_named_preset_load_builds_the_backbone_once(
+        monkeypatch, official_mirror):
+    official_mirror("tips_v2_b14")
+    built = []
+    init = keras_tips.TIPSBackbone.__init__
+
+    def counting_init(self, *args, **kwargs):
+        built.append(self)
+        init(self, *args, **kwargs)
+
+    monkeypatch.setattr(keras_tips.TIPSBackbone, "__init__", counting_init)
+    backbone = keras_tips.TIPSBackbone.from_preset("tips_v2_b14")
+    # Converted, saved to the cache and returned: not built again from it.
+    assert built == [backbone]
+    assert float(backbone.temperature) == pytest.approx(0.01, rel=1e-5)
+    keras_tips.TIPSBackbone.from_preset("tips_v2_b14", load_weights=False)
+    assert len(built) == 2
+
+
 def test_download_failure_is_clear_and_leaves_no_partial(tmp_path):
     with pytest.raises(OSError, match="Could not download"):
         presets.download("file:///nonexistent/x.npz", str(tmp_path / "x.npz"))
