@@ -1,4 +1,4 @@
-"""No module of `keras_tips` or `training` imports a module that imports it back.
+"""No module of `keras_tips` or `training` imports one that imports it back.
 
 Every `.py` file under the two packages is parsed with `ast` and ALL its
 imports are collected, module-level and function-level alike (a lazy import
