@@ -15,13 +15,14 @@ Public API:
 
 from keras_tips import convert
 from keras_tips import export
+from keras_tips import presets  # noqa: F401 (installs the preset loader)
 from keras_tips import tasks
 from keras_tips import variants
 from keras_tips import visualization
 from keras_tips.backbone import TIPSBackbone
 from keras_tips.image_converter import TIPSImageConverter
 from keras_tips.preprocessor import TIPSPreprocessor
-from keras_tips.presets import list_presets
+from keras_tips.tips_presets import list_presets
 from keras_tips.text_encoder import TIPSTextEncoder
 from keras_tips.tokenizer import TIPSTokenizer
 from keras_tips.version import __version__

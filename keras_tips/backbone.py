@@ -7,15 +7,16 @@ from keras_hub.models import Backbone
 from keras_tips.backbone_mixin import TIPSBackboneMixin
 from keras_tips.empty_batch import EmptyBatchMixin
 from keras_tips.layers.contrastive_temperature import ContrastiveTemperature
-from keras_tips.presets import register_builtin_presets
+from keras_tips.preset_mixin import TIPSPresetMixin
 from keras_tips.validation import check_encoder_images
-from keras_tips.validation import check_finite_weights
 from keras_tips.validation import check_text_inputs
 from keras_tips.validation import unify_input_types
 
 
 @keras.saving.register_keras_serializable(package="keras_tips")
-class TIPSBackbone(EmptyBatchMixin, TIPSBackboneMixin, Backbone):
+class TIPSBackbone(
+    EmptyBatchMixin, TIPSBackboneMixin, TIPSPresetMixin, Backbone
+):
     """TIPS image-text model: both encoders and the contrastive temperature.
 
     Inputs are a dict with `"images"` (float `(B, H, W, 3)` in `[0, 1]`, H
@@ -32,6 +33,9 @@ class TIPSBackbone(EmptyBatchMixin, TIPSBackboneMixin, Backbone):
     token ids inside the vocabulary, a 0/1 mask); an empty batch gives
     empty outputs. See `TIPSTextEncoder` for what compiled graphs do with
     values that cannot be checked.
+
+    `from_preset` also takes the named TIPS presets and Hugging Face
+    `transformers` checkpoints (see `TIPSPresetMixin.from_preset`).
 
     Args:
         vision_encoder: a `keras_tips.TIPSVisionEncoder`.
@@ -163,55 +167,3 @@ class TIPSBackbone(EmptyBatchMixin, TIPSBackboneMixin, Backbone):
                     config[key], custom_objects=custom_objects
                 )
         return cls(**config)
-
-    @classmethod
-    def from_preset(cls, preset, load_weights=True, **kwargs):
-        """Builds a `TIPSBackbone` from a preset.
-
-        `preset` is one of:
-        - a named TIPS preset (`keras_tips.list_presets()`), e.g.
-          `"tips_v2_b14"`: the official checkpoint is downloaded, converted
-          once and cached (see `keras_tips.presets`); `"tips_tiny_scenes"`
-          ships inside the package;
-        - a local preset directory written by `save_to_preset` or
-          `tools/convert_checkpoint.py`;
-        - a Hugging Face `transformers` TIPSv2 checkpoint: a
-          `Tipsv2Model.save_pretrained` directory or a Hub handle such as
-          `"hf://google/tipsv2-b14"`, converted once and cached (see
-          `keras_tips.transformers_checkpoint`);
-        - any keras-hub handle (`kaggle://`, `hf://` of a keras-hub preset,
-          ...).
-
-        Args:
-            preset: string, as above.
-            load_weights: bool. Load the weights (True) or keep a random
-                initialisation of the same architecture. Loaded weights
-                are checked: a preset holding NaN or Inf raises a
-                `ValueError` naming the weight.
-            **kwargs: passed to the keras-hub loader.
-        """
-        import os
-
-        from keras_tips.presets import check_preset_directory
-        from keras_tips.presets import resolve_preset
-
-        preset = resolve_preset(preset)
-        if isinstance(preset, str) and os.path.isdir(preset):
-            check_preset_directory(preset, expected_class=cls.__name__)
-        try:
-            backbone = super().from_preset(
-                preset, load_weights=load_weights, **kwargs
-            )
-        except OSError as error:
-            raise OSError(
-                f"Could not load the TIPS preset {preset}: its files are "
-                f"unreadable or truncated ({error}). Convert or save it again."
-            ) from error
-        if load_weights:
-            check_finite_weights(backbone, f"TIPS preset {preset}")
-        return backbone
-
-
-# keras-hub's registry: `TIPSBackbone.presets`, and `from_preset(name)` on
-# keras-hub's base classes.
-register_builtin_presets(TIPSBackbone)

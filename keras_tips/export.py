@@ -67,6 +67,7 @@ import tempfile
 
 import keras
 
+from keras_tips.presets import load_preset_components
 from keras_tips.validation import check_image_size
 
 SIGNATURE_NAMES = (
@@ -83,28 +84,6 @@ def _tf():
     return tf
 
 
-def load_preset_components(preset):
-    """`(backbone, tokenizer, image_converter)` of a preset (name or dir).
-
-    The tokenizer or image converter is `None` if the preset has none.
-    """
-    from keras_tips.backbone import TIPSBackbone
-    from keras_tips.image_converter import TIPSImageConverter
-    from keras_tips.presets import resolve_preset
-    from keras_tips.tokenizer import TIPSTokenizer
-
-    path = resolve_preset(preset)
-    backbone = TIPSBackbone.from_preset(path)
-    tokenizer = image_converter = None
-    if isinstance(path, str) and os.path.isdir(path):
-        if os.path.exists(os.path.join(path, "tokenizer.json")):
-            tokenizer = TIPSTokenizer.from_preset(path)
-        if os.path.exists(os.path.join(path, "image_converter.json")):
-            image_converter = TIPSImageConverter.from_preset(path)
-    else:
-        tokenizer = TIPSTokenizer.from_preset(path)
-        image_converter = TIPSImageConverter.from_preset(path)
-    return backbone, tokenizer, image_converter
 
 
 def export_saved_model(

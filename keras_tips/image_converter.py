@@ -7,6 +7,7 @@ from keras_hub.src.layers.preprocessing.image_converter import ImageConverter
 from keras_hub.src.utils.tensor_utils import in_tf_function
 from keras_hub.src.utils.tensor_utils import tf
 
+from keras_tips.backbone import TIPSBackbone
 from keras_tips.preset_mixin import TIPSPresetMixin
 
 
@@ -74,6 +75,8 @@ class TIPSImageConverter(TIPSPresetMixin, ImageConverter):
     converter(images)  # shape (2, 490, 644, 3)
     ```
     """
+
+    backbone_cls = TIPSBackbone
 
     def __init__(
         self,

@@ -6,6 +6,7 @@ from keras_hub.src.models.preprocessor import Preprocessor
 from keras_hub.src.utils.tensor_utils import preprocessing_function
 
 from keras_tips.image_converter import TIPSImageConverter
+from keras_tips.backbone import TIPSBackbone
 from keras_tips.preset_mixin import TIPSPresetMixin
 from keras_tips.tokenizer import TIPSTokenizer
 
@@ -70,6 +71,7 @@ class TIPSPreprocessor(TIPSPresetMixin, Preprocessor):
     ```
     """
 
+    backbone_cls = TIPSBackbone
     tokenizer_cls = TIPSTokenizer
     image_converter_cls = TIPSImageConverter
 

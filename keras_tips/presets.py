@@ -1,16 +1,29 @@
-"""Named TIPS presets: official checkpoints downloaded, converted and cached.
+"""The preset loader: every TIPS `from_preset` resolves and loads here.
 
-`TIPSBackbone.from_preset("tips_v2_b14")` looks the name up here, downloads
-the official `<checkpoint>_vision.npz`, `<checkpoint>_text.npz` and
-`tokenizer.model`, converts them once into a keras-hub preset directory
-under the cache and loads that. The base URL can be redirected (a mirror,
-or `file://` for offline use) with the `KERAS_TIPS_BASE_URL` environment
-variable, and the cache moved with `KERAS_TIPS_CACHE`.
+A preset is a named preset of `keras_tips.tips_presets`, a local preset
+directory, a Hugging Face `transformers` TIPSv2 checkpoint or any keras-hub
+handle. `resolve_preset` maps it to a local keras-hub preset directory:
 
-Hugging Face `transformers` TIPSv2 checkpoints are converted the same way:
-a `Tipsv2Model.save_pretrained` directory, or an `hf://google/tipsv2-b14`
-handle (downloaded with `huggingface_hub`), becomes a preset under the
-cache on first use.
+- `TIPSBackbone.from_preset("tips_v2_b14")` downloads the official
+  `<checkpoint>_vision.npz`, `<checkpoint>_text.npz` and `tokenizer.model`,
+  converts them once into a keras-hub preset directory under the cache and
+  loads that. The base URL can be redirected (a mirror, or `file://` for
+  offline use) with the `KERAS_TIPS_BASE_URL` environment variable, and the
+  cache moved with `KERAS_TIPS_CACHE`.
+- Hugging Face `transformers` TIPSv2 checkpoints are converted the same
+  way: a `Tipsv2Model.save_pretrained` directory, or an
+  `hf://google/tipsv2-b14` handle (downloaded with `huggingface_hub`),
+  becomes a preset under the cache on first use.
+
+`load_preset` is the one `from_preset` of every TIPS class (through
+`keras_tips.preset_mixin.TIPSPresetMixin`), `load_preset_components` loads
+a preset's backbone, tokenizer and image converter at once, and
+`register_builtin_presets` lists the named presets in keras-hub's registry.
+
+This module imports the model classes and the converters (it builds them
+when converting); they do not import it. It plugs itself into
+`TIPSPresetMixin` and keras-hub's registry when imported, which the package
+`__init__` does.
 """
 
 import hashlib
@@ -18,71 +31,34 @@ import json
 import os
 import shutil
 import tempfile
-import urllib.parse
 import urllib.request
 
-OFFICIAL_BASE_URL = "https://storage.googleapis.com/tips_data"
-TOKENIZER_PATH = "v1_0/checkpoints/tokenizer.model"
-EMBEDDED_DIR = os.path.join(os.path.dirname(__file__), "preset_files")
+import keras_hub
+from keras_hub.models import Backbone
+from keras_hub.models import Task
+from keras_hub.src.utils.preset_utils import register_presets
 
-
-def _official(release, checkpoint, size, image_size, description):
-    folder = {"v1": "v1_0", "v2": "v2_0"}[release]
-    return {
-        "checkpoint": checkpoint,
-        "path": f"{folder}/checkpoints/pytorch/{checkpoint}",
-        "size": size,
-        "image_size": image_size,
-        "description": description,
-    }
-
-
-# Every released checkpoint of the official repository.
-PRESETS = {
-    "tips_v1_s14_highres": _official(
-        "v1", "tips_oss_s14_highres_distilled", "S", 448,
-        "TIPS v1 ViT-S/14, high resolution, distilled from g/14."),
-    "tips_v1_b14_highres": _official(
-        "v1", "tips_oss_b14_highres_distilled", "B", 448,
-        "TIPS v1 ViT-B/14, high resolution, distilled from g/14."),
-    "tips_v1_l14_highres": _official(
-        "v1", "tips_oss_l14_highres_distilled", "L", 448,
-        "TIPS v1 ViT-L/14, high resolution, distilled from g/14."),
-    "tips_v1_so400m14_highres": _official(
-        "v1", "tips_oss_so400m14_highres_largetext_distilled", "So400m", 448,
-        "TIPS v1 SoViT-400m/14 with the 27-layer text tower, distilled."),
-    "tips_v1_g14_lowres": _official(
-        "v1", "tips_oss_g14_lowres", "g", 224,
-        "TIPS v1 ViT-g/14 (SwiGLU), 224 px."),
-    "tips_v1_g14_highres": _official(
-        "v1", "tips_oss_g14_highres", "g", 448,
-        "TIPS v1 ViT-g/14 (SwiGLU), 448 px."),
-    "tips_v2_b14": _official(
-        "v2", "tips_v2_oss_b14", "B", 448, "TIPSv2 ViT-B/14."),
-    "tips_v2_l14": _official(
-        "v2", "tips_v2_oss_l14", "L", 448, "TIPSv2 ViT-L/14."),
-    "tips_v2_so400m14": _official(
-        "v2", "tips_v2_oss_so14", "So400m", 448, "TIPSv2 SoViT-400m/14."),
-    "tips_v2_g14": _official(
-        "v2", "tips_v2_oss_g14", "g", 448, "TIPSv2 ViT-g/14 (SwiGLU)."),
-}
-
-# Presets that ship inside the package (no download).
-EMBEDDED_PRESETS = {
-    "tips_tiny_scenes": (
-        "A tiny TIPS trained by this repository's offline pipeline on "
-        "synthetic scenes; for demos and tests."
-    ),
-}
-
-
-MODEL_CARD = "https://github.com/google-deepmind/tips"
+from keras_tips import preset_mixin
+from keras_tips import variants
+from keras_tips.backbone import TIPSBackbone
+from keras_tips.image_converter import TIPSImageConverter
+from keras_tips.official_checkpoint import check_output_dir
+from keras_tips.official_checkpoint import official_preset_components
+from keras_tips.official_checkpoint import write_preset
+from keras_tips.tips_presets import EMBEDDED_DIR
+from keras_tips.tips_presets import EMBEDDED_PRESETS
+from keras_tips.tips_presets import MODEL_CARD
+from keras_tips.tips_presets import OFFICIAL_BASE_URL
+from keras_tips.tips_presets import PRESETS
+from keras_tips.tips_presets import TOKENIZER_PATH
+from keras_tips.tokenizer import TIPSTokenizer
+from keras_tips.transformers_checkpoint import transformers_preset_components
+from keras_tips.transformers_checkpoint import is_transformers_directory
+from keras_tips.validation import check_finite_weights
 
 
 def preset_metadata(name):
     """keras-hub metadata of a named preset: description, params, source."""
-    from keras_tips import variants
-
     if name in EMBEDDED_PRESETS:
         with open(os.path.join(EMBEDDED_DIR, name, "config.json")) as file:
             config = json.load(file)["config"]
@@ -155,8 +131,6 @@ def register_builtin_presets(backbone_cls):
     preset after downloading and converting it once (see
     `_ConvertOnLookup`), exactly as `TIPSBackbone.from_preset(name)` does.
     """
-    from keras_hub.src.utils.preset_utils import register_presets
-
     register_presets(
         {
             name: _ConvertOnLookup(name)
@@ -164,13 +138,6 @@ def register_builtin_presets(backbone_cls):
         },
         backbone_cls,
     )
-
-
-def list_presets():
-    """Names and descriptions of every named preset."""
-    listing = {name: spec["description"] for name, spec in PRESETS.items()}
-    listing.update(EMBEDDED_PRESETS)
-    return listing
 
 
 def cache_dir():
@@ -240,8 +207,7 @@ def check_preset_directory(path, expected_class="TIPSBackbone"):
     `expected_class` (not another keras-hub model), and that the preset was
     not written by a newer keras-hub than the installed one.
     """
-    from keras_hub import __version__ as installed
-
+    installed = keras_hub.__version__
     config_path = os.path.join(path, "config.json")
     if not os.path.exists(config_path):
         raise FileNotFoundError(
@@ -297,15 +263,17 @@ def download_hf_snapshot(repo_id):
 
 
 def _convert_transformers_once(directory, converted, handle):
-    """Converts a transformers checkpoint to `converted` unless it exists."""
-    from keras_tips.transformers_checkpoint import (
-        convert_transformers_to_preset,
-    )
+    """Converts a transformers checkpoint to `converted` unless it exists.
 
+    Returns `(converted, backbone)`, `backbone` the `TIPSBackbone` built by
+    this call's conversion, or `None` when there was none.
+    """
     if os.path.exists(os.path.join(converted, "config.json")):
-        return converted
+        return converted, None
     try:
-        convert_transformers_to_preset(directory, converted)
+        check_output_dir(converted, overwrite=False)
+        components = transformers_preset_components(directory)
+        write_preset(converted, *components)
     except FileExistsError:
         # Converted concurrently by another process, or a broken leftover.
         if not os.path.exists(os.path.join(converted, "config.json")):
@@ -313,7 +281,8 @@ def _convert_transformers_once(directory, converted, handle):
                 f"{converted} exists but holds no converted preset; delete "
                 f"it to convert {handle} again."
             ) from None
-    return converted
+        return converted, None
+    return converted, components[0]
 
 
 def transformers_cache_path(directory):
@@ -341,12 +310,11 @@ def _resolve_hf_handle(handle):
         cache_dir(), "presets", "hf", repo_id.replace("/", "--")
     )
     if os.path.exists(os.path.join(converted, "config.json")):
-        return converted
-    from keras_tips.transformers_checkpoint import is_transformers_directory
-
+        return converted, None
     local = download_hf_snapshot(repo_id)
     if not is_transformers_directory(local):
-        return handle  # a keras-hub preset on the Hub: keras-hub loads it
+        # A keras-hub preset on the Hub: keras-hub loads it.
+        return handle, None
     return _convert_transformers_once(local, converted, handle)
 
 
@@ -358,14 +326,21 @@ def resolve_preset(preset):
     `transformers` checkpoint (a local directory or an `hf://` handle) is
     converted into the cache the same way.
     """
+    return _resolve(preset)[0]
+
+
+def _resolve(preset):
+    """`(resolved preset, backbone)`, as `resolve_preset` resolves it.
+
+    `backbone` is the `TIPSBackbone` this call converted (then saved to the
+    returned directory), or `None` if nothing was converted.
+    """
     if isinstance(preset, os.PathLike):
         preset = os.fspath(preset)
     if not isinstance(preset, str):
-        return preset
+        return preset, None
     if preset.lower().startswith("hf://"):
         return _resolve_hf_handle(preset)
-    from keras_tips.transformers_checkpoint import is_transformers_directory
-
     if is_transformers_directory(preset):
         return _convert_transformers_once(
             preset, transformers_cache_path(preset), preset
@@ -377,23 +352,107 @@ def resolve_preset(preset):
                 f"The embedded preset {preset!r} is missing from this "
                 f"installation ({path}); reinstall keras-tips."
             )
-        return path
+        return path, None
     if preset not in PRESETS:
-        return preset
+        return preset, None
     converted = os.path.join(cache_dir(), "presets", preset)
     if os.path.exists(os.path.join(converted, "config.json")):
-        return converted
-    from keras_tips.convert import convert_to_preset
-
+        return converted, None
     files = fetch_official_files(
         preset, os.path.join(cache_dir(), "downloads")
     )
-    spec = PRESETS[preset]
-    convert_to_preset(
+    check_output_dir(converted, overwrite=False)
+    components = official_preset_components(
         files["vision"],
         files["text"],
         files["tokenizer"],
-        converted,
-        image_size=spec["image_size"],
+        image_size=PRESETS[preset]["image_size"],
     )
-    return converted
+    write_preset(converted, *components)
+    return converted, components[0]
+
+
+def load_preset(cls, load, preset, **kwargs):
+    """Loads a TIPS class from a preset: what every `from_preset` runs.
+
+    `TIPSPresetMixin.from_preset` (the backbone, tokenizer, image
+    converter, preprocessor and tasks) calls this with `load`, keras-hub's
+    own `from_preset` of the class. The preset is resolved first (see
+    `resolve_preset`). A backbone that was converted by this very call
+    (an official or `transformers` checkpoint loaded the first time) is
+    returned as converted, not built again from the files just written,
+    unless arguments such as `dtype` or `load_weights=False` ask for
+    another build. A backbone's preset directory is checked
+    (`check_preset_directory`), unreadable files raise an `OSError` that
+    says so, and loaded weights are checked: NaN or Inf raises a
+    `ValueError` naming the weight. A task checks its backbone's weights
+    and its own, and needs the arguments it lists in
+    `required_preset_arguments` (e.g. the zero-shot tasks' `class_names`).
+
+    Args:
+        cls: the class `from_preset` was called on.
+        load: keras-hub's `from_preset` of `cls` (a bound classmethod).
+        preset: a preset name, directory, checkpoint or handle.
+        **kwargs: passed to `load` (e.g. `load_weights`).
+
+    Returns:
+        The loaded object.
+    """
+    for name in cls.required_preset_arguments:
+        if name not in kwargs:
+            raise ValueError(f"{cls.__name__}.from_preset() needs `{name}`.")
+    path, converted = _resolve(preset)
+    check_weights = kwargs.get("load_weights", True)
+    if issubclass(cls, Backbone):
+        if isinstance(path, str) and os.path.isdir(path):
+            check_preset_directory(path, expected_class=cls.__name__)
+        if type(converted) is cls and kwargs in ({}, {"load_weights": True}):
+            # Just converted and saved: the same model, not built twice.
+            backbone = converted
+        else:
+            try:
+                backbone = load(path, **kwargs)
+            except OSError as error:
+                raise OSError(
+                    f"Could not load the TIPS preset {path}: its files are "
+                    f"unreadable or truncated ({error}). Convert or save it "
+                    "again."
+                ) from error
+        if check_weights:
+            check_finite_weights(backbone, f"TIPS preset {path}")
+        return backbone
+    loaded = load(path, **kwargs)
+    if issubclass(cls, Task) and check_weights:
+        # The backbone too: a task's graph may not use every encoder (and
+        # torch tracks only the layers in the graph).
+        for model in (loaded.backbone, loaded):
+            check_finite_weights(model, f"TIPS preset {preset}")
+    return loaded
+
+
+def load_preset_components(preset):
+    """`(backbone, tokenizer, image_converter)` of a preset (name or dir).
+
+    The tokenizer or image converter is `None` if the preset has none.
+    """
+    path = resolve_preset(preset)
+    backbone = TIPSBackbone.from_preset(path)
+    tokenizer = image_converter = None
+    if isinstance(path, str) and os.path.isdir(path):
+        if os.path.exists(os.path.join(path, "tokenizer.json")):
+            tokenizer = TIPSTokenizer.from_preset(path)
+        if os.path.exists(os.path.join(path, "image_converter.json")):
+            image_converter = TIPSImageConverter.from_preset(path)
+    else:
+        tokenizer = TIPSTokenizer.from_preset(path)
+        image_converter = TIPSImageConverter.from_preset(path)
+    return backbone, tokenizer, image_converter
+
+
+# The loader plugs itself in where the classes, which it builds and so comes
+# after, look for it: every `from_preset` (`TIPSPresetMixin`), and keras-hub's
+# registry (`TIPSBackbone.presets`, `from_preset(name)` on keras-hub's base
+# classes). The package imports this module, so both hold from the first
+# `import keras_tips...` on.
+preset_mixin.use_preset_loader(load_preset)
+register_builtin_presets(TIPSBackbone)

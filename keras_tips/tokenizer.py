@@ -9,6 +9,7 @@ from keras_hub.src.utils.tensor_utils import is_int_dtype
 from keras_hub.src.utils.tensor_utils import preprocessing_function
 from keras_hub.src.utils.tensor_utils import tf
 
+from keras_tips.backbone import TIPSBackbone
 from keras_tips.preset_mixin import TIPSPresetMixin
 
 
@@ -74,6 +75,8 @@ class TIPSTokenizer(TIPSPresetMixin, SentencePieceTokenizer):
     ds = ds.map(tokenizer.tokenize_with_padding_mask)
     ```
     """
+
+    backbone_cls = TIPSBackbone
 
     # The official code pads with a literal `0`, whatever piece it names.
     pad_token_id = 0

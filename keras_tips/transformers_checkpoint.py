@@ -13,7 +13,7 @@ top-level tensor.
 
 Loading maps these names onto the official ones and reuses the `.npz`
 loader's architecture inference and key/shape checks
-(`keras_tips.convert`); writing is the exact inverse.
+(`keras_tips.official_checkpoint`); writing is the exact inverse.
 """
 
 import json
@@ -23,9 +23,23 @@ import shutil
 import keras
 import numpy as np
 
-from keras_tips import convert
+from keras_tips.backbone import TIPSBackbone
+from keras_tips.image_converter import TIPSImageConverter
+from keras_tips.official_checkpoint import CheckpointError
+from keras_tips.official_checkpoint import assign_weights
+from keras_tips.official_checkpoint import check_output_dir
+from keras_tips.official_checkpoint import official_arrays
+from keras_tips.official_checkpoint import text_config_from_arrays
+from keras_tips.official_checkpoint import text_weight_map
+from keras_tips.official_checkpoint import vision_config_from_arrays
+from keras_tips.official_checkpoint import vision_weight_map
+from keras_tips.official_checkpoint import write_directory_atomically
+from keras_tips.official_checkpoint import write_preset
 from keras_tips.safetensors_file import read_safetensors
 from keras_tips.safetensors_file import write_safetensors
+from keras_tips.text_encoder import TIPSTextEncoder
+from keras_tips.tokenizer import TIPSTokenizer
+from keras_tips.vision_encoder import TIPSVisionEncoder
 
 MODEL_TYPE = "tipsv2"
 CONFIG_NAME = "config.json"
@@ -68,11 +82,11 @@ def read_json(path):
         with open(path) as file:
             content = json.load(file)
     except (OSError, ValueError) as error:
-        raise convert.CheckpointError(
+        raise CheckpointError(
             f"{path} is not readable JSON: {error}"
         ) from error
     if not isinstance(content, dict):
-        raise convert.CheckpointError(f"{path} does not hold a JSON object.")
+        raise CheckpointError(f"{path} does not hold a JSON object.")
     return content
 
 
@@ -91,7 +105,7 @@ def is_transformers_directory(path):
         return False
     try:
         config = read_json(config_path)
-    except convert.CheckpointError:
+    except CheckpointError:
         return False
     return "model_type" in config and "registered_name" not in config
 
@@ -116,12 +130,12 @@ def read_transformers_config(directory):
     architectures = config.get("architectures") or []
     described = ", ".join(architectures) or "no architecture given"
     if model_type in ("tipsv2_vision_model", "tipsv2_text_model"):
-        raise convert.CheckpointError(
+        raise CheckpointError(
             f"{directory} holds only one TIPSv2 tower (model_type "
             f"{model_type!r}, {described}); keras-tips loads a whole "
             "`Tipsv2Model` (model_type 'tipsv2') with both encoders."
         )
-    raise convert.CheckpointError(
+    raise CheckpointError(
         f"{directory} holds a transformers model of type {model_type!r} "
         f"({described}), not TIPSv2; keras-tips loads checkpoints with "
         f"model_type {MODEL_TYPE!r} (`transformers.Tipsv2Model`)."
@@ -138,18 +152,18 @@ def read_transformers_weights(directory):
     if os.path.exists(index):
         weight_map = read_json(index).get("weight_map")
         if not isinstance(weight_map, dict):
-            raise convert.CheckpointError(f"{index} has no 'weight_map'.")
+            raise CheckpointError(f"{index} has no 'weight_map'.")
         arrays = {}
         for shard in sorted(set(weight_map.values())):
             arrays.update(read_safetensors(os.path.join(directory, shard))[0])
         missing = sorted(set(weight_map) - set(arrays))
         if missing:
-            raise convert.CheckpointError(
+            raise CheckpointError(
                 f"{index} lists tensors that no shard holds: {missing[:10]}."
             )
         return arrays
     if any(name.endswith(".bin") for name in os.listdir(directory)):
-        raise convert.CheckpointError(
+        raise CheckpointError(
             f"{directory} holds PyTorch .bin weights; keras-tips reads "
             "safetensors. Re-save it with `model.save_pretrained(directory)` "
             "(transformers writes safetensors by default)."
@@ -191,14 +205,14 @@ def split_transformers_arrays(arrays, path="checkpoint"):
         else:
             other.append(key)
     if other:
-        raise convert.CheckpointError(
+        raise CheckpointError(
             f"{path}: unexpected tensor(s) {sorted(other)[:10]}; a TIPSv2 "
             f"checkpoint holds '{VISION_PREFIX}*', '{TEXT_PREFIX}*' and "
             f"'{TEMPERATURE_KEY}' only."
         )
     for prefix, part in ((VISION_PREFIX, vision), (TEXT_PREFIX, text)):
         if not part:
-            raise convert.CheckpointError(
+            raise CheckpointError(
                 f"{path}: no '{prefix}*' tensors; not a complete TIPSv2 "
                 "checkpoint."
             )
@@ -212,7 +226,7 @@ def _setting(config, defaults, name):
 def _require_setting(config, defaults, name, expected, tower, path):
     value = _setting(config, defaults, name)
     if value != expected:
-        raise convert.CheckpointError(
+        raise CheckpointError(
             f"{path}: {tower}.{name}={value!r} is not supported by "
             f"keras-tips; TIPSv2 uses {expected!r}."
         )
@@ -227,10 +241,10 @@ def vision_arguments(config, arrays, path="checkpoint"):
         config, _VISION_DEFAULTS, "num_register_tokens", 1, tower, path
     )
     heads = _setting(config, _VISION_DEFAULTS, "num_attention_heads")
-    arguments = convert.vision_config_from_arrays(arrays, heads, path=path)
+    arguments = vision_config_from_arrays(arrays, heads, path=path)
     swiglu = bool(_setting(config, _VISION_DEFAULTS, "use_swiglu_ffn"))
     if swiglu != (arguments["ffn_layer"] == "swiglu"):
-        raise convert.CheckpointError(
+        raise CheckpointError(
             f"{path}: {tower}.use_swiglu_ffn={swiglu} but the tensors hold "
             f"a {arguments['ffn_layer']!r} feed-forward."
         )
@@ -255,7 +269,7 @@ def text_arguments(config, arrays, path="checkpoint"):
         config, _TEXT_DEFAULTS, "pooling_epsilon", 1e-8, tower, path
     )
     heads = _setting(config, _TEXT_DEFAULTS, "num_attention_heads")
-    arguments = convert.text_config_from_arrays(arrays, heads, path=path)
+    arguments = text_config_from_arrays(arrays, heads, path=path)
     arguments["layer_norm_epsilon"] = float(
         _setting(config, _TEXT_DEFAULTS, "layer_norm_eps")
     )
@@ -278,10 +292,6 @@ def load_transformers_backbone(directory, dtype=None):
     backbone = keras_tips.convert.load_transformers_backbone("tipsv2-b14")
     ```
     """
-    from keras_tips.backbone import TIPSBackbone
-    from keras_tips.text_encoder import TIPSTextEncoder
-    from keras_tips.vision_encoder import TIPSVisionEncoder
-
     directory = os.fspath(directory)
     config = read_transformers_config(directory)
     arrays = read_transformers_weights(directory)
@@ -294,18 +304,18 @@ def load_transformers_backbone(directory, dtype=None):
         **vision_arguments(vision_config, vision_arrays, path=directory),
         dtype=dtype,
     )
-    convert.assign_weights(
-        convert.vision_weight_map(vision), vision_arrays, path=directory
+    assign_weights(
+        vision_weight_map(vision), vision_arrays, path=directory
     )
     text = TIPSTextEncoder(
         **text_arguments(text_config, text_arrays, path=directory),
         dtype=dtype,
     )
-    convert.assign_weights(
-        convert.text_weight_map(text), text_arrays, path=directory
+    assign_weights(
+        text_weight_map(text), text_arrays, path=directory
     )
     if vision.hidden_dim != text.hidden_dim:
-        raise convert.CheckpointError(
+        raise CheckpointError(
             f"{directory}: the vision width {vision.hidden_dim} and the text "
             f"width {text.hidden_dim} differ."
         )
@@ -314,7 +324,7 @@ def load_transformers_backbone(directory, dtype=None):
             config.get("temperature_init_value", _DEFAULT_TEMPERATURE)
         )
     if not temperature > 0:
-        raise convert.CheckpointError(
+        raise CheckpointError(
             f"{directory}: the temperature {temperature} is not positive."
         )
     backbone = TIPSBackbone(vision, text, temperature=temperature, dtype=dtype)
@@ -356,11 +366,19 @@ def convert_transformers_to_preset(directory, output_dir, overwrite=False):
         "tipsv2-b14", "presets/tips_v2_b14")
     ```
     """
-    from keras_tips.image_converter import TIPSImageConverter
-    from keras_tips.tokenizer import TIPSTokenizer
+    check_output_dir(output_dir, overwrite)
+    backbone, tokenizer, converter = transformers_preset_components(directory)
+    return write_preset(output_dir, backbone, tokenizer, converter, overwrite)
 
+
+def transformers_preset_components(directory):
+    """`(backbone, tokenizer, image_converter)` of a `transformers` directory.
+
+    What `convert_transformers_to_preset` writes (the tokenizer is `None`
+    without a `tokenizer.model`); the preset loader also keeps the backbone
+    it has just converted, rather than building it again.
+    """
     directory = os.fspath(directory)
-    convert.check_output_dir(output_dir, overwrite)
     backbone = load_transformers_backbone(directory)
     config = read_transformers_config(directory)
     text_config = config.get("text_config") or {}
@@ -375,15 +393,13 @@ def convert_transformers_to_preset(directory, output_dir, overwrite=False):
                 proto=tokenizer_path, sequence_length=int(max_length)
             )
         except Exception as error:
-            raise convert.CheckpointError(
+            raise CheckpointError(
                 f"{tokenizer_path} is not a SentencePiece model: {error}"
             ) from error
     converter = TIPSImageConverter(
         image_size=_image_size(directory, config.get("vision_config") or {})
     )
-    return convert.write_preset(
-        output_dir, backbone, tokenizer, converter, overwrite
-    )
+    return backbone, tokenizer, converter
 
 
 def _mlp_ratio(encoder):
@@ -444,9 +460,9 @@ def transformers_config(backbone, max_text_length=64):
 def transformers_arrays(backbone):
     """The backbone's weights under their `transformers` tensor names."""
     arrays = {}
-    for key, value in convert.official_arrays(backbone.vision_encoder).items():
+    for key, value in official_arrays(backbone.vision_encoder).items():
         arrays[VISION_PREFIX + _to_transformers_vision_key(key)] = value
-    for key, value in convert.official_arrays(backbone.text_encoder).items():
+    for key, value in official_arrays(backbone.text_encoder).items():
         arrays[TEXT_PREFIX + key] = value
     arrays = {key: np.asarray(v, dtype="float32") for key, v in arrays.items()}
     arrays[TEMPERATURE_KEY] = np.asarray(
@@ -486,8 +502,6 @@ def export_to_transformers(
     model = transformers.Tipsv2Model.from_pretrained("tips-hf")
     ```
     """
-    from keras_tips.backbone import TIPSBackbone
-
     if not isinstance(backbone, TIPSBackbone):
         raise TypeError(
             "`backbone` must be a keras_tips.TIPSBackbone. Received: "
@@ -521,7 +535,7 @@ def export_to_transformers(
         if tokenizer is not None:
             _write_tokenizer(tokenizer, staging)
 
-    return convert.write_directory_atomically(directory, write, overwrite)
+    return write_directory_atomically(directory, write, overwrite)
 
 
 def _write_tokenizer(tokenizer, directory):
@@ -598,13 +612,13 @@ def _dpt_settings(config, predictor, path):
     for name, (value, wanted) in expected.items():
         if name == "backbone_config.out_indices (1-based)":
             if value != wanted:
-                raise convert.CheckpointError(
+                raise CheckpointError(
                     f"{path}: the checkpoint reads blocks {value} (0-based) "
                     f"but the predictor reads {wanted}; build it with "
                     f"layer_indices={value}."
                 )
         elif value != wanted:
-            raise convert.CheckpointError(
+            raise CheckpointError(
                 f"{path}: {name} is {value!r} in the checkpoint but "
                 f"{wanted!r} in the TIPSDensePredictor; build the predictor "
                 "to match."
@@ -650,20 +664,20 @@ def load_transformers_dense_predictor_weights(predictor, directory):
     config = read_json(os.path.join(directory, CONFIG_NAME))
     architectures = config.get("architectures") or []
     if config.get("model_type") != DPT_MODEL_TYPE:
-        raise convert.CheckpointError(
+        raise CheckpointError(
             f"{directory} holds a transformers model of type "
             f"{config.get('model_type')!r}, not a TIPSv2 DPT "
             f"({DPT_MODEL_TYPE!r})."
         )
     architecture = architectures[0] if architectures else None
     if architecture not in _DPT_ARCHITECTURES:
-        raise convert.CheckpointError(
+        raise CheckpointError(
             f"{directory} holds a {architecture}; keras-tips loads one task "
             f"head at a time: {sorted(_DPT_ARCHITECTURES)}."
         )
     task, prefix = _DPT_ARCHITECTURES[architecture]
     if predictor.task != task:
-        raise convert.CheckpointError(
+        raise CheckpointError(
             f"{directory} holds a {task} head ({architecture}) but the "
             f"predictor's task is {predictor.task!r}."
         )
@@ -682,13 +696,13 @@ def load_transformers_dense_predictor_weights(predictor, directory):
         else:
             other.append(key)
     if other:
-        raise convert.CheckpointError(
+        raise CheckpointError(
             f"{directory}: unexpected tensor(s) {sorted(other)[:10]} for a "
             f"{architecture}."
         )
     encoder = predictor.backbone.vision_encoder
-    convert.assign_weights(
-        convert.vision_weight_map(encoder), vision, path=directory
+    assign_weights(
+        vision_weight_map(encoder), vision, path=directory
     )
     load_dpt_weights(predictor.decoder, decoder)
     return predictor

@@ -78,12 +78,12 @@ def official_mirror(tmp_path, monkeypatch, tokenizer_model):
 
     import keras_tips
     from keras_tips import convert
-    from keras_tips import presets
+    from keras_tips import tips_presets
 
     mirror = tmp_path / "mirror"
 
     def make(name):
-        spec = presets.PRESETS[name]
+        spec = tips_presets.PRESETS[name]
         directory = mirror / os.path.dirname(spec["path"])
         directory.mkdir(parents=True, exist_ok=True)
         vision = keras_tips.TIPSVisionEncoder(
@@ -97,7 +97,7 @@ def official_mirror(tmp_path, monkeypatch, tokenizer_model):
                  **convert.official_arrays(vision))
         np.savez(directory / f"{checkpoint}_text.npz",
                  temperature=np.float32(0.01), **convert.official_arrays(text))
-        tokenizer = mirror / presets.TOKENIZER_PATH
+        tokenizer = mirror / tips_presets.TOKENIZER_PATH
         tokenizer.parent.mkdir(parents=True, exist_ok=True)
         tokenizer.write_bytes(tokenizer_model.read_bytes())
         monkeypatch.setenv("KERAS_TIPS_BASE_URL", mirror.as_uri())

@@ -21,8 +21,8 @@ from PIL import Image
 import keras_tips
 from keras_tips import cli
 from keras_tips.cli.zero_shot import class_palette
+from keras_tips.presets import load_preset_components
 from keras_tips.visualization import pca_images
-from keras_tips.export import load_preset_components
 
 skimage_data = pytest.importorskip("skimage.data")
 

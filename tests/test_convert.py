@@ -12,6 +12,7 @@ import pytest
 import keras_tips
 from keras_tips import convert
 from keras_tips import presets
+from keras_tips import tips_presets
 from tests.conftest import PARITY
 from tests.conftest import REPO_ROOT
 
@@ -176,6 +177,25 @@ def test_named_preset_downloads_converts_and_caches(tmp_path, monkeypatch,
     assert tuple(batch["token_ids"].shape) == (1, 64)
 
 
+def test_first_named_preset_load_builds_the_backbone_once(
+        monkeypatch, official_mirror):
+    official_mirror("tips_v2_b14")
+    built = []
+    init = keras_tips.TIPSBackbone.__init__
+
+    def counting_init(self, *args, **kwargs):
+        built.append(self)
+        init(self, *args, **kwargs)
+
+    monkeypatch.setattr(keras_tips.TIPSBackbone, "__init__", counting_init)
+    backbone = keras_tips.TIPSBackbone.from_preset("tips_v2_b14")
+    # Converted, saved to the cache and returned: not built again from it.
+    assert built == [backbone]
+    assert float(backbone.temperature) == pytest.approx(0.01, rel=1e-5)
+    keras_tips.TIPSBackbone.from_preset("tips_v2_b14", load_weights=False)
+    assert len(built) == 2
+
+
 def test_download_failure_is_clear_and_leaves_no_partial(tmp_path):
     with pytest.raises(OSError, match="Could not download"):
         presets.download("file:///nonexistent/x.npz", str(tmp_path / "x.npz"))
@@ -185,7 +205,7 @@ def test_download_failure_is_clear_and_leaves_no_partial(tmp_path):
 
 
 def test_every_released_checkpoint_has_a_named_preset():
-    checkpoints = {spec["checkpoint"] for spec in presets.PRESETS.values()}
+    checkpoints = {spec["checkpoint"] for spec in tips_presets.PRESETS.values()}
     assert checkpoints == {
         "tips_oss_s14_highres_distilled", "tips_oss_b14_highres_distilled",
         "tips_oss_l14_highres_distilled",
@@ -193,7 +213,7 @@ def test_every_released_checkpoint_has_a_named_preset():
         "tips_oss_g14_lowres", "tips_oss_g14_highres",
         "tips_v2_oss_b14", "tips_v2_oss_l14", "tips_v2_oss_so14", "tips_v2_oss_g14",
     }
-    assert set(keras_tips.list_presets()) >= set(presets.PRESETS)
+    assert set(keras_tips.list_presets()) >= set(tips_presets.PRESETS)
 
 
 def test_convert_checkpoint_cli(tmp_path, tokenizer_model):

@@ -14,7 +14,7 @@ from keras import ops
 from PIL import Image
 
 from keras_tips.export import export_saved_model
-from keras_tips.export import load_preset_components
+from keras_tips.presets import load_preset_components
 
 BACKEND = keras.backend.backend()
 TOLERANCE = 1e-5

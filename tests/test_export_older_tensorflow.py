@@ -29,7 +29,7 @@ import pytest
 from keras import ops
 from PIL import Image
 
-from keras_tips.export import load_preset_components
+from keras_tips.presets import load_preset_components
 from keras_tips.presets import resolve_preset
 from tests.conftest import REPO_ROOT
 

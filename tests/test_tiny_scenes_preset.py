@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import keras_tips
-from keras_tips.presets import EMBEDDED_DIR
+from keras_tips.tips_presets import EMBEDDED_DIR
 from tests.conftest import REPO_ROOT
 from tools.embed_preset import heldout_metrics
 

@@ -56,7 +56,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", required=True)
     args = parser.parse_args(argv)
-    from keras_tips.presets import EMBEDDED_DIR
+    from keras_tips.tips_presets import EMBEDDED_DIR
 
     with tempfile.TemporaryDirectory() as work_dir:
         metrics = heldout_metrics(args.preset, work_dir, baselines=True)

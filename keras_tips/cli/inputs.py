@@ -73,8 +73,8 @@ def load_preset(preset, need_tokenizer=False, image_size=None):
 
     `image_size` (`--image-size`, checked here) replaces the converter's.
     """
-    from keras_tips.export import load_preset_components
     from keras_tips.image_converter import TIPSImageConverter
+    from keras_tips.presets import load_preset_components
 
     check_image_size_option(image_size)
     if not isinstance(preset, str) or not preset:

@@ -6,8 +6,8 @@ from keras_hub.models import Task
 from keras_tips.backbone import TIPSBackbone
 from keras_tips.empty_batch import EmptyBatchMixin
 from keras_tips.preprocessor import TIPSPreprocessor
+from keras_tips.preset_mixin import TIPSPresetMixin
 from keras_tips.validation import check_encoder_images
-from keras_tips.validation import check_finite_weights
 
 
 def check_backbone(backbone):
@@ -20,14 +20,16 @@ def check_backbone(backbone):
     return backbone
 
 
-class TIPSImageTaskMixin:
+class TIPSImageTaskMixin(TIPSPresetMixin):
     """What a keras-hub `Task` on TIPS images needs: classes, samples, presets.
 
     A plain mixin, for tasks that derive from another keras-hub task class
     (e.g. `ImageClassifier`; deriving from both it and `TIPSImageTask`
     would repeat `Task` in the bases, which Keras' functional models do not
     allow); other tasks derive from `TIPSImageTask`. Calling the task
-    checks model-ready images as `TIPSVisionEncoder` does.
+    checks model-ready images as `TIPSVisionEncoder` does; `from_preset`
+    (`TIPSPresetMixin`) also takes the named TIPS presets, and checks the
+    loaded weights of the backbone and the task for NaN or Inf.
 
     Example:
     ```python
@@ -59,25 +61,6 @@ class TIPSImageTaskMixin:
         if self.preprocessor is not None:
             x = self.preprocessor({"images": x})["images"]
         return keras.utils.pack_x_y_sample_weight(x, y, sample_weight)
-
-    @classmethod
-    def from_preset(cls, preset, load_weights=True, **kwargs):
-        """Builds the task on a TIPS preset's backbone (name or directory).
-
-        Loaded weights are checked: NaN or Inf raises a `ValueError`
-        naming the weight.
-        """
-        from keras_tips.presets import resolve_preset
-
-        task = super().from_preset(
-            resolve_preset(preset), load_weights=load_weights, **kwargs
-        )
-        if load_weights:
-            # The backbone too: a task's graph may not use every encoder
-            # (and torch tracks only the layers in the graph).
-            for model in (task.backbone, task):
-                check_finite_weights(model, f"TIPS preset {preset}")
-        return task
 
 
 class TIPSImageTask(EmptyBatchMixin, TIPSImageTaskMixin, Task):

@@ -269,6 +269,11 @@ class ClassEmbeddingTaskMixin:
     embeddings).
     """
 
+    # `from_preset(preset, class_names=[...])`: a backbone preset holds no
+    # task weights, so the classes come from the caller (without
+    # `num_classes`, which would make keras-hub look for task weights).
+    required_preset_arguments = ("class_names",)
+
     def _init_class_similarity(
         self, backbone, preprocessor, class_names, prompt_templates
     ):
@@ -316,23 +321,6 @@ class ClassEmbeddingTaskMixin:
             }
         )
         return config
-
-    @classmethod
-    def from_preset(cls, preset, load_weights=True, **kwargs):
-        """Builds the task from a TIPS preset (name or directory).
-
-        Pass `class_names=[...]` (and optionally the other constructor
-        arguments, such as `prompt_templates`) as keyword arguments.
-        """
-        if "class_names" not in kwargs:
-            raise ValueError(
-                f"{cls.__name__}.from_preset() needs `class_names`."
-            )
-        # `num_classes`-free: keras-hub then tries to load task weights,
-        # which a backbone preset does not have.
-        return super().from_preset(
-            preset, load_weights=load_weights, **kwargs
-        )
 
     @property
     def class_embeddings(self):
