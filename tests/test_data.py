@@ -1,4 +1,6 @@
-"""Tests for training/data.py (tf.data pretraining and eval pipelines)."""
+"""Tests of the data modules: the tf.data pretraining and eval pipelines
+(training/pipelines.py) with the records, augmentations and captions they
+assemble."""
 
 import colorsys
 import io
@@ -9,8 +11,11 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from training import data
+from training import augmentations
 from training import masking
+from training import pipelines
+from training import records
+from training.data_config import DataConfig
 
 # Pure tf.data: the Keras backend plays no part (the keras-hub tokenizer
 # runs as TensorFlow inside tf.data on every backend).
@@ -56,21 +61,27 @@ def _encode(array, image_format="JPEG"):
 
 
 def _example(image=None, noisy=None, synthetic=None, example_id=b"", segmentation=None):
-    feature = {}
-    for key, values in (
-        ("image", None if image is None else [image]),
-        ("caption_noisy", noisy),
-        ("caption_synthetic", synthetic),
-        ("id", [example_id]),
-        ("segmentation", None if segmentation is None else [segmentation]),
-    ):
-        if values is not None:
-            feature[key] = tf.train.Feature(
-                bytes_list=tf.train.BytesList(value=list(values))
-            )
-    return tf.train.Example(
-        features=tf.train.Features(feature=feature)
-    ).SerializeToString()
+    example = records.make_example(
+        {
+            records.IMAGE: None if image is None else [image],
+            records.CAPTION_NOISY: noisy,
+            records.CAPTION_SYNTHETIC: synthetic,
+            records.ID: [example_id],
+            records.SEGMENTATION: None if segmentation is None else [segmentation],
+        }
+    )
+    for name, values in ((records.CAPTION_NOISY, noisy), (records.CAPTION_SYNTHETIC, synthetic)):
+        if values is not None and not values:
+            # Present without a value, as other writers may leave it.
+            example.features.feature[name].bytes_list.SetInParent()
+    return example.SerializeToString()
+
+
+def _pretraining_dataset(file_pattern, tokenizer, stats=None, **settings):
+    """`make_pretraining_dataset` with a `DataConfig` of `settings`."""
+    return pipelines.make_pretraining_dataset(
+        file_pattern, tokenizer, DataConfig(**settings), stats=stats
+    )
 
 
 def _write(path, records):
@@ -144,7 +155,7 @@ def _sorted_rows(array):
 @pytest.mark.parametrize("mask_mode", ["random", "block"])
 def test_pretraining_shapes_dtypes_ranges(clean_shards, tokenizer, sentencepiece, mask_mode):
     batch_size = 5
-    dataset = data.make_pretraining_dataset(
+    dataset = _pretraining_dataset(
         clean_shards["pattern"],
         tokenizer,
         batch_size=batch_size,
@@ -212,7 +223,7 @@ def test_pretraining_shapes_dtypes_ranges(clean_shards, tokenizer, sentencepiece
 
 def test_pretraining_same_seed_same_batches(clean_shards, tokenizer):
     def first_batches(seed):
-        dataset = data.make_pretraining_dataset(
+        dataset = _pretraining_dataset(
             clean_shards["pattern"],
             tokenizer,
             batch_size=4,
@@ -271,8 +282,8 @@ def corrupt_shard(tmp_path_factory):
 
 
 def test_corrupt_records_dropped_and_counted(corrupt_shard, tokenizer):
-    stats = data.PipelineStats()
-    dataset = data.make_pretraining_dataset(
+    stats = records.PipelineStats()
+    dataset = _pretraining_dataset(
         corrupt_shard,
         tokenizer,
         batch_size=4,
@@ -301,8 +312,8 @@ def test_corrupt_records_dropped_and_counted(corrupt_shard, tokenizer):
 
 
 def test_corrupt_records_repeated_dataset_keeps_running(corrupt_shard, tokenizer):
-    stats = data.PipelineStats()
-    dataset = data.make_pretraining_dataset(
+    stats = records.PipelineStats()
+    dataset = _pretraining_dataset(
         corrupt_shard, tokenizer, batch_size=6, seed=1, stats=stats, **SMALL
     )
     for batch in dataset.take(4):  # 24 good images = 4 passes over the file.
@@ -317,8 +328,8 @@ def test_corrupt_records_repeated_dataset_keeps_running(corrupt_shard, tokenizer
 
 
 def test_eval_dataset_drops_and_counts(corrupt_shard, tokenizer):
-    stats = data.PipelineStats()
-    dataset = data.make_eval_dataset(
+    stats = records.PipelineStats()
+    dataset = pipelines.make_eval_dataset(
         corrupt_shard, tokenizer, 32, 4, sequence_length=SEQUENCE_LENGTH, stats=stats
     )
     merged, _ = _collect(dataset)
@@ -345,8 +356,8 @@ def caption_shard(tmp_path_factory):
 def test_missing_captions_flagged(caption_shard, tokenizer, sentencepiece):
     expected_noisy = [1, 0, 0, 0, 1]
     expected_synthetic = [1, 1, 0, 1, 0]
-    stats = data.PipelineStats()
-    dataset = data.make_pretraining_dataset(
+    stats = records.PipelineStats()
+    dataset = _pretraining_dataset(
         caption_shard,
         tokenizer,
         batch_size=5,
@@ -376,35 +387,35 @@ def test_missing_captions_flagged(caption_shard, tokenizer, sentencepiece):
 def test_empty_glob_and_missing_file_raise(tmp_path, tokenizer):
     pattern = str(tmp_path / "nothing-*.tfrecord")
     with pytest.raises(ValueError, match="nothing-"):
-        data.make_pretraining_dataset(pattern, tokenizer, batch_size=2)
+        _pretraining_dataset(pattern, tokenizer, batch_size=2)
     missing = str(tmp_path / "missing.tfrecord")
     with pytest.raises(ValueError, match="missing.tfrecord"):
-        data.make_eval_dataset(missing, tokenizer, 32, 2)
+        pipelines.make_eval_dataset(missing, tokenizer, 32, 2)
     with pytest.raises(ValueError, match="empty list"):
-        data.list_files([])
+        records.list_files([])
 
 
 def test_argument_errors(clean_shards, tokenizer):
     pattern = clean_shards["pattern"]
     with pytest.raises(ValueError, match="global_crop_size"):
-        data.make_pretraining_dataset(pattern, tokenizer, batch_size=2, global_crop_size=50)
+        _pretraining_dataset(pattern, tokenizer, batch_size=2, global_crop_size=50)
     with pytest.raises(ValueError, match="mask_mode"):
-        data.make_pretraining_dataset(pattern, tokenizer, batch_size=2, mask_mode="grid")
+        _pretraining_dataset(pattern, tokenizer, batch_size=2, mask_mode="grid")
     with pytest.raises(ValueError, match="synthetic_caption_sampling"):
-        data.make_pretraining_dataset(
+        _pretraining_dataset(
             pattern, tokenizer, batch_size=2, synthetic_caption_sampling="last"
         )
     with pytest.raises(ValueError, match="local_crop_scale"):
-        data.make_pretraining_dataset(
+        _pretraining_dataset(
             pattern, tokenizer, batch_size=2, local_crop_scale=(0.5, 0.1)
         )
     with pytest.raises(ValueError, match="batch_size"):
-        data.make_pretraining_dataset(pattern, tokenizer, batch_size=0)
+        _pretraining_dataset(pattern, tokenizer, batch_size=0)
     with pytest.raises(TypeError, match="stats"):
-        data.make_pretraining_dataset(pattern, tokenizer, batch_size=2, stats={})
+        _pretraining_dataset(pattern, tokenizer, batch_size=2, stats={})
     # A tokenizer giving one id per string (rank 1) is rejected when traced.
     with pytest.raises(ValueError, match="tokenizer"):
-        data.make_pretraining_dataset(
+        _pretraining_dataset(
             pattern,
             lambda texts: tf.strings.length(texts),
             batch_size=2,
@@ -423,7 +434,7 @@ def test_ragged_and_long_tokenizer_outputs_are_fitted(caption_shard):
         return tf.ones([tf.shape(texts)[0], 40], tf.int64)
 
     def first_batch(tokenizer, length):
-        dataset = data.make_pretraining_dataset(
+        dataset = _pretraining_dataset(
             caption_shard,
             tokenizer,
             batch_size=5,
@@ -456,7 +467,7 @@ def test_synthetic_caption_sampling(tmp_path, tokenizer, sentencepiece):
     assert len(set(references)) == 3
 
     def draws(sampling):
-        dataset = data.make_pretraining_dataset(
+        dataset = _pretraining_dataset(
             path,
             tokenizer,
             batch_size=16,
@@ -501,7 +512,7 @@ def test_eval_dataset(tmp_path, tokenizer, sentencepiece):
         )
     pattern = _write(tmp_path / "eval-00000.tfrecord", records[:3])
     _write(tmp_path / "eval-00001.tfrecord", records[3:])
-    dataset = data.make_eval_dataset(
+    dataset = pipelines.make_eval_dataset(
         str(tmp_path / "eval-*.tfrecord"), tokenizer, (32, 48), 2,
         sequence_length=SEQUENCE_LENGTH,
     )
@@ -546,7 +557,7 @@ def test_random_resized_crop_window_matches_torchvision_rules():
             u = tf.constant(rng.random(40), tf.float32)
             top, left, crop_h, crop_w = (
                 int(v)
-                for v in data._random_resized_crop_window(height, width, scale, u)
+                for v in augmentations.random_resized_crop_window(height, width, scale, u)
             )
             assert 0 <= top and top + crop_h <= height
             assert 0 <= left and left + crop_w <= width
@@ -558,7 +569,7 @@ def test_random_resized_crop_window_matches_torchvision_rules():
     # aspect ratio clamped to 4/3 (torchvision's fallback).
     u = tf.constant(np.full(40, 0.99), tf.float32)
     top, left, crop_h, crop_w = (
-        int(v) for v in data._random_resized_crop_window(20, 200, (0.95, 1.0), u)
+        int(v) for v in augmentations.random_resized_crop_window(20, 200, (0.95, 1.0), u)
     )
     assert (crop_h, crop_w) == (20, round(20 * 4 / 3))
     assert (top, left) == (0, (200 - crop_w) // 2)
@@ -598,12 +609,12 @@ def test_color_jitter_matches_reference():
     image = rng.random((6, 7, 3)).astype(np.float32)
     for _ in range(6):
         u = rng.random(8).astype(np.float32)
-        got = data._color_jitter(tf.constant(image), tf.constant(u)).numpy()
+        got = augmentations.color_jitter(tf.constant(image), tf.constant(u)).numpy()
         np.testing.assert_allclose(got, _jitter_reference(image.astype(np.float64), u), atol=2e-3)
     # Neutral factors: identity.
     neutral = np.array([0.5, 0.5, 0.5, 0.5, 0.1, 0.2, 0.3, 0.4], np.float32)
     np.testing.assert_allclose(
-        data._color_jitter(tf.constant(image), tf.constant(neutral)).numpy(),
+        augmentations.color_jitter(tf.constant(image), tf.constant(neutral)).numpy(),
         image,
         atol=1e-5,
     )
@@ -623,7 +634,7 @@ def test_gaussian_blur_matches_reference():
             expected += (
                 kernel[dy] * kernel[dx] * padded[dy : dy + 12, dx : dx + 10]
             )
-    got = data._gaussian_blur(tf.constant(image), tf.constant(sigma)).numpy()
+    got = augmentations.gaussian_blur(tf.constant(image), tf.constant(sigma)).numpy()
     np.testing.assert_allclose(got, expected, atol=1e-5)
 
 
@@ -632,7 +643,7 @@ def test_augment_crop_on_constant_image_stays_constant():
     # (blur with reflect padding too), so the view stays flat and in range.
     image = tf.constant(np.full((50, 70, 3), (200, 40, 90), np.uint8))
     for i in range(8):
-        view = data._augment_crop(
+        view = augmentations.augment_crop(
             image, tf.constant([i, 1], tf.int64), 28, (0.05, 1.0), 1.0, 1.0
         ).numpy()
         assert view.shape == (28, 28, 3)
@@ -641,7 +652,7 @@ def test_augment_crop_on_constant_image_stays_constant():
 
 
 def test_mask_grid_follows_crop_and_patch_size(clean_shards, tokenizer):
-    dataset = data.make_pretraining_dataset(
+    dataset = _pretraining_dataset(
         clean_shards["pattern"],
         tokenizer,
         batch_size=2,
@@ -696,7 +707,7 @@ def _two_colour_shard(tmp_path, count):
 @pytest.mark.parametrize("caption_safe", [True, False])
 def test_caption_safe_global_crop_keeps_colours_and_sides(tmp_path, tokenizer, caption_safe):
     pattern = _two_colour_shard(tmp_path, 48)
-    dataset = data.make_pretraining_dataset(
+    dataset = _pretraining_dataset(
         pattern, tokenizer, batch_size=48, global_crop_size=56,
         local_crop_size=28, num_local_crops=1, global_crop_scale=(0.85, 1.0),
         # Solarize and blur every global crop unless caption-safe forbids it.

@@ -627,20 +627,18 @@ def shard(tmp_path_factory):
     import tensorflow as tf
     from PIL import Image
 
+    from training import records
+
     buffer = io.BytesIO()
     Image.fromarray(np.full((40, 50, 3), 90, "uint8")).save(buffer, "PNG")
 
     def example(caption):
-        feature = {
-            "image": [buffer.getvalue()],
-            "caption_noisy": [caption],
-            "caption_synthetic": [caption],
-            "id": [b"x"],
-        }
-        return tf.train.Example(features=tf.train.Features(feature={
-            key: tf.train.Feature(bytes_list=tf.train.BytesList(value=value))
-            for key, value in feature.items()
-        })).SerializeToString()
+        return records.make_example({
+            records.IMAGE: [buffer.getvalue()],
+            records.CAPTION_NOISY: [caption],
+            records.CAPTION_SYNTHETIC: [caption],
+            records.ID: [b"x"],
+        }).SerializeToString()
 
     path = str(tmp_path_factory.mktemp("shard") / "train-0.tfrecord")
     with tf.io.TFRecordWriter(path) as writer:
@@ -683,7 +681,8 @@ def _hashing_tokenizer(offset, dtype="int32", vocabulary_size=None):
 )
 def test_pretraining_arguments(shard, batch_size, probability,
                                shuffle_buffer, seed):
-    from training import data
+    from training import pipelines
+    from training.data_config import DataConfig
 
     valid = (
         batch_size in (1, 2) and not isinstance(batch_size, bool)
@@ -694,9 +693,10 @@ def test_pretraining_arguments(shard, batch_size, probability,
     arguments = dict(DATA_SMALL, shuffle_buffer=shuffle_buffer, seed=seed)
 
     def build():
-        return data.make_pretraining_dataset(
-            shard, _hashing_tokenizer(1), batch_size=batch_size,
-            global_blur_probability=probability, **arguments)
+        config = DataConfig(batch_size=batch_size,
+                            global_blur_probability=probability, **arguments)
+        return pipelines.make_pretraining_dataset(
+            shard, _hashing_tokenizer(1), config)
 
     if not valid:
         with pytest.raises((ValueError, TypeError)):
@@ -716,11 +716,12 @@ def test_pretraining_token_ids_outside_the_vocabulary_stop(
 ):
     import tensorflow as tf
 
-    from training import data
+    from training import pipelines
+    from training.data_config import DataConfig
 
-    dataset = data.make_pretraining_dataset(
+    dataset = pipelines.make_pretraining_dataset(
         shard, _hashing_tokenizer(offset, vocabulary_size=vocabulary_size),
-        batch_size=2, **DATA_SMALL)
+        DataConfig(batch_size=2, **DATA_SMALL))
     with pytest.raises(tf.errors.InvalidArgumentError,
                        match="token ids outside"):
         next(iter(dataset))
@@ -728,12 +729,13 @@ def test_pretraining_token_ids_outside_the_vocabulary_stop(
 
 @pytest.mark.backend_independent
 def test_pretraining_float_token_ids_are_rejected(shard):
-    from training import data
+    from training import pipelines
+    from training.data_config import DataConfig
 
     with pytest.raises(TypeError, match="integer token ids"):
-        data.make_pretraining_dataset(
-            shard, _hashing_tokenizer(1, dtype="float32"), batch_size=2,
-            **DATA_SMALL)
+        pipelines.make_pretraining_dataset(
+            shard, _hashing_tokenizer(1, dtype="float32"),
+            DataConfig(batch_size=2, **DATA_SMALL))
 
 
 @pytest.mark.parametrize("special", [np.nan, np.inf, 0.0])

@@ -2,9 +2,10 @@
 
 Builds TFRecord shards of synthetic images (smooth random scenes saved as
 JPEG) in a temporary directory, or reads `--data`, runs
-`training.data.make_pretraining_dataset` at the real defaults (global crop
-224, 6 local crops of 98, batch 32) and prints images/s and batches/s after
-a warm-up, then one JSON line with all numbers.
+`training.pipelines.make_pretraining_dataset` with a `DataConfig` of the
+options, at the real defaults (global crop 224, 6 local crops of 98, batch
+32), and prints images/s and batches/s after a warm-up, then one JSON line
+with all numbers.
 
 Usage:
 
@@ -31,7 +32,11 @@ if _REPO_ROOT not in sys.path:
 
 import tensorflow as tf  # noqa: E402
 
-from training import data  # noqa: E402
+from training import pipelines  # noqa: E402
+from training import records  # noqa: E402
+from training.data_config import MASK_MODES  # noqa: E402
+from training.data_config import SYNTHETIC_CAPTION_SAMPLING  # noqa: E402
+from training.data_config import DataConfig  # noqa: E402
 
 # The SentencePiece model that ships inside the package (the embedded
 # `tips_tiny_scenes` preset's), so the benchmark runs from a plain clone.
@@ -94,25 +99,17 @@ def write_synthetic_shards(directory, num_images, num_shards, image_size, seed=0
                 Image.fromarray(synthetic_image(rng, image_size)).save(
                     buffer, format="JPEG", quality=90
                 )
-                feature = {
-                    "image": [buffer.getvalue()],
-                    "caption_noisy": [_caption(rng, 6)],
-                    "caption_synthetic": [
-                        _caption(rng, 5),
-                        _caption(rng, 15),
-                        _caption(rng, 40),
-                    ],
-                    "id": [f"bench-{index}".encode("utf-8")],
-                }
-                example = tf.train.Example(
-                    features=tf.train.Features(
-                        feature={
-                            key: tf.train.Feature(
-                                bytes_list=tf.train.BytesList(value=values)
-                            )
-                            for key, values in feature.items()
-                        }
-                    )
+                example = records.make_example(
+                    {
+                        records.IMAGE: [buffer.getvalue()],
+                        records.CAPTION_NOISY: [_caption(rng, 6)],
+                        records.CAPTION_SYNTHETIC: [
+                            _caption(rng, 5),
+                            _caption(rng, 15),
+                            _caption(rng, 40),
+                        ],
+                        records.ID: [f"bench-{index}".encode("utf-8")],
+                    }
                 )
                 writer.write(example.SerializeToString())
     return os.path.join(directory, "bench-*.tfrecord")
@@ -179,9 +176,11 @@ def parse_args(argv=None):
     parser.add_argument("--global-crop-size", type=int, default=224)
     parser.add_argument("--local-crop-size", type=int, default=98)
     parser.add_argument("--num-local-crops", type=int, default=6)
-    parser.add_argument("--mask-mode", default="random", choices=("random", "block"))
+    parser.add_argument("--mask-mode", default="random", choices=MASK_MODES)
     parser.add_argument(
-        "--synthetic-caption-sampling", default="random", choices=("first", "random")
+        "--synthetic-caption-sampling",
+        default="random",
+        choices=SYNTHETIC_CAPTION_SAMPLING,
     )
     parser.add_argument("--sequence-length", type=int, default=64)
     parser.add_argument("--shuffle-buffer", type=int, default=1000)
@@ -211,10 +210,8 @@ def main(argv=None):
                     f"wrote {args.num_images} synthetic {args.image_size}px JPEGs "
                     f"in {time.perf_counter() - start:.1f} s"
                 )
-        stats = data.PipelineStats()
-        dataset = data.make_pretraining_dataset(
-            pattern,
-            tokenizer,
+        stats = records.PipelineStats()
+        config = DataConfig(
             batch_size=args.batch_size,
             global_crop_size=args.global_crop_size,
             local_crop_size=args.local_crop_size,
@@ -224,7 +221,9 @@ def main(argv=None):
             synthetic_caption_sampling=args.synthetic_caption_sampling,
             shuffle_buffer=args.shuffle_buffer,
             seed=args.seed,
-            stats=stats,
+        )
+        dataset = pipelines.make_pretraining_dataset(
+            pattern, tokenizer, config, stats=stats
         )
         seconds, window_rates = run_benchmark(
             dataset, args.warmup_batches, args.batches

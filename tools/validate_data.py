@@ -1,7 +1,7 @@
 """Validates scene TFRecords with TensorFlow Data Validation (TFDV).
 
 Runs only in the TFDV venv (TFDV 1.16.1 pins TF 2.16 / numpy 1.x; it does
-not import keras_tips):
+not import keras_tips, only the record schema of `training/records.py`):
 
 ```
 bash tools/setup_tfdv_env.sh            # once, creates .venv-tfdv
@@ -20,7 +20,8 @@ Steps:
 3. custom checks TFDV cannot express, reported as `CUSTOM_VALIDATION`
    anomalies on the feature: a sample of images and masks per shard is
    decoded (RGB image, side a multiple of the patch size, single-channel
-   mask of the same size with class ids in range), object lists agree in
+   mask of the same size with class ids below 1 + the number of shapes in
+   the schema's `object_shapes` domain), object lists agree in
    length, synthetic captions are non-empty, ids are unique.
 
 Writes `OUT/statistics.tfrecord` (binary, `tfdv.load_statistics`),
@@ -54,9 +55,13 @@ except ImportError as error:  # pragma: no cover - depends on the venv
         f"(import failed: {error})."
     ) from error
 
-# Number of segmentation classes (background + 6 shapes) of
-# training/scenes.py; not imported from there to keep this env separate.
-NUM_MASK_CLASSES = 7
+_REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if _REPO_ROOT not in sys.path:
+    sys.path.insert(0, _REPO_ROOT)
+
+# The record schema; `training.records` needs only TensorFlow, which this
+# venv has (it does not import keras_tips).
+from training import records  # noqa: E402
 
 _ANOMALY_TYPE_NAMES = anomalies_pb2.AnomalyInfo.Type.Name
 
@@ -118,7 +123,23 @@ def _values(example, name):
     return list(getattr(feature, kind).value) if kind else []
 
 
-def custom_checks(paths, decode_per_file, patch_size):
+def num_mask_classes(schema):
+    """Segmentation classes of the scenes: background + the object shapes.
+
+    Mask value `k` is class `k` of `training.scenes.class_names()`,
+    `["background", *SHAPES]`; the schema's `object_shapes` string domain
+    lists the shapes, so the count comes from the schema.
+    """
+    for feature in schema.feature:
+        if feature.name == records.OBJECT_SHAPES:
+            return 1 + len(feature.string_domain.value)
+    raise ValueError(
+        f"The schema has no `{records.OBJECT_SHAPES}` feature with the "
+        "shape names (its string domain sets the segmentation classes)."
+    )
+
+
+def custom_checks(paths, decode_per_file, patch_size, mask_classes):
     """Checks TFDV's schema cannot express.
 
     Args:
@@ -126,6 +147,8 @@ def custom_checks(paths, decode_per_file, patch_size):
         decode_per_file: images and masks decoded per file (the first ones);
             0 decodes none, -1 all.
         patch_size: image sides must be multiples of it (0 to skip).
+        mask_classes: segmentation values must be below it (see
+            `num_mask_classes`).
 
     Returns:
         `(problems, summary)`: `problems` is a list of
@@ -148,34 +171,34 @@ def custom_checks(paths, decode_per_file, patch_size):
             try:
                 example = tf.train.Example.FromString(record.numpy())
             except Exception as error:  # noqa: BLE001 - any parse failure
-                problem("id", "Unparsable record", f"{where}: {error}.")
+                problem(records.ID, "Unparsable record", f"{where}: {error}.")
                 continue
-            for scene_id in _values(example, "id"):
+            for scene_id in _values(example, records.ID):
                 if scene_id in seen_ids:
                     duplicate_ids.append(scene_id.decode("utf-8", "replace"))
                 seen_ids.add(scene_id)
-            shapes = _values(example, "object_shapes")
-            colors = _values(example, "object_colors")
-            bboxes = _values(example, "object_bboxes")
+            shapes = _values(example, records.OBJECT_SHAPES)
+            colors = _values(example, records.OBJECT_COLORS)
+            bboxes = _values(example, records.OBJECT_BBOXES)
             if len(shapes) != len(colors) or len(bboxes) != 4 * len(shapes):
                 problem(
-                    "object_shapes",
+                    records.OBJECT_SHAPES,
                     "Object lists disagree",
                     f"{where}: {len(shapes)} object_shapes, {len(colors)} "
                     f"object_colors, {len(bboxes)} object_bboxes values "
                     "(need equal counts and 4 boxes values per object).",
                 )
-            for caption in _values(example, "caption_synthetic"):
+            for caption in _values(example, records.CAPTION_SYNTHETIC):
                 if not caption.strip():
                     problem(
-                        "caption_synthetic",
+                        records.CAPTION_SYNTHETIC,
                         "Empty synthetic caption",
                         f"{where}: a caption_synthetic value is empty.",
                     )
             if decode_per_file >= 0 and index >= decode_per_file:
                 continue
             image_shape = None
-            for image_bytes in _values(example, "image"):
+            for image_bytes in _values(example, records.IMAGE):
                 summary["decoded_images"] += 1
                 try:
                     image = tf.io.decode_image(
@@ -184,7 +207,7 @@ def custom_checks(paths, decode_per_file, patch_size):
                 except (tf.errors.InvalidArgumentError, ValueError) as error:
                     message = _tf_error_message(error)
                     problem(
-                        "image",
+                        records.IMAGE,
                         "Undecodable image",
                         f"{where}: image bytes do not decode ({message}).",
                     )
@@ -192,7 +215,7 @@ def custom_checks(paths, decode_per_file, patch_size):
                 image_shape = tuple(image.shape)
                 if image.dtype != tf.uint8 or image_shape[-1] != 3:
                     problem(
-                        "image",
+                        records.IMAGE,
                         "Image not RGB uint8",
                         f"{where}: decoded image has shape {image_shape} and "
                         f"dtype {image.dtype.name}; expected (H, W, 3) uint8.",
@@ -201,19 +224,19 @@ def custom_checks(paths, decode_per_file, patch_size):
                     image_shape[0] % patch_size or image_shape[1] % patch_size
                 ):
                     problem(
-                        "image",
+                        records.IMAGE,
                         "Image size not a patch multiple",
                         f"{where}: image is {image_shape[0]}x{image_shape[1]}, "
                         f"not a multiple of the patch size {patch_size}.",
                     )
-            for mask_bytes in _values(example, "segmentation"):
+            for mask_bytes in _values(example, records.SEGMENTATION):
                 summary["decoded_masks"] += 1
                 try:
                     mask = tf.io.decode_png(mask_bytes, channels=0)
                 except (tf.errors.InvalidArgumentError, ValueError) as error:
                     message = _tf_error_message(error)
                     problem(
-                        "segmentation",
+                        records.SEGMENTATION,
                         "Undecodable segmentation",
                         f"{where}: segmentation bytes do not decode as PNG "
                         f"({message}).",
@@ -224,21 +247,21 @@ def custom_checks(paths, decode_per_file, patch_size):
                     and tuple(mask.shape[:2]) != image_shape[:2]
                 ):
                     problem(
-                        "segmentation",
+                        records.SEGMENTATION,
                         "Segmentation shape mismatch",
                         f"{where}: mask shape {tuple(mask.shape)} does not "
                         f"match image shape {image_shape} (need H, W, 1).",
                     )
-                elif int(tf.reduce_max(mask)) >= NUM_MASK_CLASSES:
+                elif int(tf.reduce_max(mask)) >= mask_classes:
                     problem(
-                        "segmentation",
+                        records.SEGMENTATION,
                         "Segmentation class out of range",
                         f"{where}: mask value {int(tf.reduce_max(mask))} >= "
-                        f"{NUM_MASK_CLASSES} classes.",
+                        f"{mask_classes} classes.",
                     )
     if duplicate_ids:
         problem(
-            "id",
+            records.ID,
             "Duplicate ids",
             f"{len(duplicate_ids)} duplicate ids, e.g. {duplicate_ids[0]!r}.",
         )
@@ -343,6 +366,11 @@ def main(argv=None):
             file=sys.stderr,
         )
         return 2
+    try:
+        mask_classes = num_mask_classes(schema)
+    except ValueError as error:
+        print(f"validate_data: --schema {args.schema!r}: {error}", file=sys.stderr)
+        return 2
     os.makedirs(args.output_dir, exist_ok=True)
 
     image_features = [f.name for f in schema.feature if f.HasField("image_domain")]
@@ -366,7 +394,9 @@ def main(argv=None):
     tfdv.write_stats_text(stats, os.path.join(args.output_dir, "statistics.pbtxt"))
     anomalies = tfdv.validate_statistics(stats, schema)
 
-    problems, summary = custom_checks(paths, args.decode_per_file, args.patch_size)
+    problems, summary = custom_checks(
+        paths, args.decode_per_file, args.patch_size, mask_classes
+    )
     for feature, short, description in problems:
         _add_custom_anomaly(anomalies, feature, short, description)
     tfdv.write_anomalies_text(

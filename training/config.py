@@ -19,7 +19,12 @@ Example:
 config = PretrainConfig.for_recipe("tips_v2", total_steps=200_000)
 smoke = PretrainConfig.tiny()
 config2 = PretrainConfig.from_dict(json.loads(json.dumps(config.to_dict())))
+data_config = config.data   # the input pipeline's `DataConfig` section
 ```
+
+Saved configs (`configs/*.json`, a run's `config.json`) are the flat dict of
+`to_dict()`; the data fields among them are validated by building the
+`DataConfig` section (`training.data_config`), so each rule lives once.
 """
 
 import dataclasses
@@ -28,8 +33,12 @@ import numbers
 from typing import Optional
 from typing import Tuple
 
+from training.data_config import ConfigFieldError
+from training.data_config import DataConfig
+from training.data_config import check_field_types
+from training.data_config import coerce_field_values
+
 RECIPES = ("tips", "tips_v2")
-MASK_MODES = ("random", "block")
 TEACHER_CENTERINGS = ("sinkhorn_knopp", "softmax")
 
 # Fields that differ between recipes; everything else is shared.
@@ -51,6 +60,14 @@ ARCHITECTURE_FIELDS = (
     "hidden_dim", "num_layers", "num_heads", "mlp_dim", "text_num_layers"
 )
 
+# Record shuffle buffer of a training run's input pipeline (in records).
+TRAINING_SHUFFLE_BUFFER = 10_000
+# `DataConfig` fields named differently here (the others share the name).
+_DATA_FIELD_SOURCES = {
+    "sequence_length": "text_max_length",
+    "synthetic_caption_sampling": "multi_granularity_captions",
+}
+
 
 @dataclasses.dataclass(frozen=True)
 class PretrainConfig:
@@ -61,7 +78,9 @@ class PretrainConfig:
     `.replace(**changes)`; save and load with `to_dict()` / `from_dict()`
     (or `to_json()` / `from_json()`). The instance is immutable and
     validated on creation: a bad value raises a `ValueError` naming the
-    field. Unknown field names raise a `ValueError` everywhere.
+    field. Unknown field names raise a `ValueError` everywhere. The input
+    pipeline's settings come out whole as the `DataConfig` section
+    `config.data`.
 
     Fields (grouped):
 
@@ -396,6 +415,41 @@ class PretrainConfig:
     # Derived values.
 
     @property
+    def data(self):
+        """The `DataConfig` section: the input pipeline of this run.
+
+        Its crop, mask, caption, batch and seed settings are this config's
+        fields (`sequence_length` is `text_max_length`; the synthetic
+        captions are sampled at random with `multi_granularity_captions`);
+        the record shuffle buffer is `TRAINING_SHUFFLE_BUFFER`, the other
+        settings keep the `DataConfig` defaults. The high-resolution stage
+        uses `config.data.replace(global_crop_size=high_res_crop_size)`.
+
+        Example:
+        ```python
+        dataset = make_pretraining_dataset(files, tokenizer, config.data)
+        ```
+        """
+        return DataConfig(
+            batch_size=self.batch_size,
+            global_crop_size=self.global_crop_size,
+            local_crop_size=self.local_crop_size,
+            num_local_crops=self.num_local_crops,
+            global_crop_scale=self.global_crop_scale,
+            local_crop_scale=self.local_crop_scale,
+            patch_size=self.patch_size,
+            mask_ratio=self.mask_ratio,
+            mask_mode=self.mask_mode,
+            sequence_length=self.text_max_length,
+            synthetic_caption_sampling=(
+                "random" if self.multi_granularity_captions else "first"
+            ),
+            caption_safe_global_crop=self.caption_safe_global_crop,
+            shuffle_buffer=TRAINING_SHUFFLE_BUFFER,
+            seed=self.seed,
+        )
+
+    @property
     def contrastive_weight_total(self):
         """Sum of the two contrastive loss weights."""
         return self.contrastive_noisy_weight + self.contrastive_synthetic_weight
@@ -404,17 +458,7 @@ class PretrainConfig:
     # Validation.
 
     def __post_init__(self):
-        for field in dataclasses.fields(self):
-            value = getattr(self, field.name)
-            if isinstance(value, list):
-                # JSON has no tuples.
-                object.__setattr__(self, field.name, tuple(value))
-            elif (
-                field.type is float
-                and isinstance(value, numbers.Real)
-                and not isinstance(value, bool)
-            ):
-                object.__setattr__(self, field.name, float(value))
+        coerce_field_values(self)
         self._validate()
 
     def _fail(self, name, requirement):
@@ -424,22 +468,19 @@ class PretrainConfig:
         )
 
     def _validate(self):
-        types = {f.name: f.type for f in dataclasses.fields(self)}
-        for name, field_type in types.items():
-            value = getattr(self, name)
-            if field_type is bool and not isinstance(value, bool):
-                self._fail(name, "must be a bool")
-            if field_type is int and (
-                isinstance(value, bool)
-                or not isinstance(value, numbers.Integral)
-            ):
-                self._fail(name, "must be an int")
-            if field_type is float and (
-                isinstance(value, bool) or not isinstance(value, numbers.Real)
-            ):
-                self._fail(name, "must be a number")
-            if field_type is str and not isinstance(value, str):
-                self._fail(name, "must be a str")
+        check_field_types(self, self._fail)
+        # The data fields (crops, mask, captions, batch size, seed) are
+        # checked once, by the `DataConfig` section they make up.
+        try:
+            self.data
+            data_error = None
+        except ConfigFieldError as error:
+            data_error = error
+        if data_error is not None:
+            self._fail(
+                _DATA_FIELD_SOURCES.get(data_error.field, data_error.field),
+                data_error.requirement,
+            )
 
         for name in ARCHITECTURE_FIELDS:
             value = getattr(self, name)
@@ -458,8 +499,6 @@ class PretrainConfig:
 
         if self.recipe not in RECIPES:
             self._fail("recipe", f"must be one of {list(RECIPES)}")
-        if self.mask_mode not in MASK_MODES:
-            self._fail("mask_mode", f"must be one of {list(MASK_MODES)}")
         if self.teacher_centering not in TEACHER_CENTERINGS:
             self._fail(
                 "teacher_centering", f"must be one of {list(TEACHER_CENTERINGS)}"
@@ -468,23 +507,17 @@ class PretrainConfig:
             self._fail("sinkhorn_iterations", "must be >= 1")
 
         for name in (
-            "patch_size",
-            "text_max_length",
-            "global_crop_size",
             "high_res_crop_size",
-            "local_crop_size",
             "head_hidden_dim",
             "head_bottleneck_dim",
             "head_num_layers",
             "cls_num_prototypes",
             "patch_num_prototypes",
             "total_steps",
-            "batch_size",
         ):
             if getattr(self, name) < 1:
                 self._fail(name, "must be >= 1")
         for name in (
-            "num_local_crops",
             "high_res_steps",
             "freeze_prototypes_steps",
             "teacher_temperature_warmup_steps",
@@ -492,37 +525,16 @@ class PretrainConfig:
         ):
             if getattr(self, name) < 0:
                 self._fail(name, "must be >= 0")
-        for name in (
-            "global_crop_size",
-            "high_res_crop_size",
-            "local_crop_size",
-        ):
-            if getattr(self, name) % self.patch_size:
-                self._fail(
-                    name, f"must be a multiple of patch_size={self.patch_size}"
-                )
+        if self.high_res_crop_size % self.patch_size:
+            self._fail(
+                "high_res_crop_size",
+                f"must be a multiple of patch_size={self.patch_size}",
+            )
         if self.high_res_steps > self.total_steps:
             self._fail("high_res_steps", "must be <= total_steps")
         if self.warmup_steps > self.total_steps:
             self._fail("warmup_steps", "must be <= total_steps")
 
-        for name in ("global_crop_scale", "local_crop_scale"):
-            value = getattr(self, name)
-            if (
-                not isinstance(value, tuple)
-                or len(value) != 2
-                or not all(
-                    isinstance(v, numbers.Real) and not isinstance(v, bool)
-                    for v in value
-                )
-                or not 0 < value[0] <= value[1] <= 1
-            ):
-                self._fail(
-                    name, "must be a pair (min, max) with 0 < min <= max <= 1"
-                )
-
-        if not 0 <= self.mask_ratio < 1:
-            self._fail("mask_ratio", "must be in [0, 1)")
         if not self.separate_patch_head and (
             self.patch_num_prototypes != self.cls_num_prototypes
         ):

@@ -25,7 +25,7 @@ from keras import ops
 from keras_tips.layers.position_embedding import antialiased_bilinear_weights
 from keras_tips.tasks.retrieval import recall_at_k
 from keras_tips.tasks.zero_shot import class_text_embeddings
-from training.data import make_eval_dataset
+from training.pipelines import make_eval_dataset
 from training.scenes import SHAPES
 
 SHAPE_PROMPTS = (

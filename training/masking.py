@@ -9,7 +9,8 @@ patches: a boolean `(grid_h, grid_w)` array, `True` = masked.
 * `block_patch_mask`: BEiT / iBOT block-wise masking: rectangles of random
   area and aspect ratio are added until the target count is reached (then
   optionally topped up with single random patches, so the count is exact).
-* `patch_mask`: picks one of the two by name (`"random"` or `"block"`).
+* `patch_mask`: picks one of the two by name (`"random"` or `"block"`,
+  the `MASK_MODES` of `training.data_config`).
 
 The TensorFlow versions are stateless: the same `seed` (a shape `(2,)`
 integer tensor, as for `tf.random.stateless_uniform`, or a Python int) gives
@@ -33,7 +34,7 @@ import numbers
 import numpy as np
 import tensorflow as tf
 
-MASK_MODES = ("random", "block")
+from training.data_config import MASK_MODES
 
 
 def _check_grid(grid_h, grid_w):

@@ -200,7 +200,7 @@ class TIPSPretrainer(keras.Model):
     """TIPS / TIPSv2 pretraining model: student, EMA teacher, heads, losses.
 
     Train it with `compile(optimizer=...)` and `fit(dataset)`, where the
-    dataset yields the batches of `training.data.make_pretraining_dataset`
+    dataset yields the batches of `training.pipelines.make_pretraining_dataset`
     (dicts with the keys of `BATCH_RANKS`). One `fit` step: the loss terms of
     `forward`, gradients of their weighted sum for the student (backbone,
     text encoder, temperature and student heads; the teacher's weights are
@@ -474,7 +474,7 @@ class TIPSPretrainer(keras.Model):
         if not isinstance(batch, dict):
             raise TypeError(
                 "A TIPSPretrainer batch must be a dict (see "
-                "`training.data.make_pretraining_dataset`). Received: "
+                "`training.pipelines.make_pretraining_dataset`). Received: "
                 f"{type(batch).__name__}."
             )
         missing = [key for key in BATCH_RANKS if key not in batch]

@@ -791,29 +791,6 @@ def encode_scene(scene, scene_id, config=None):
     }
 
 
-def features_to_example(features):
-    """Builds a `tf.train.Example` from `encode_scene` output.
-
-    Keys with no value are left out of the example, so that their absence
-    reads as "missing" (e.g. an empty noisy caption).
-    """
-    import tensorflow as tf
-
-    feature = {}
-    for name, values in features.items():
-        if not values:
-            continue
-        if isinstance(values[0], float):
-            feature[name] = tf.train.Feature(
-                float_list=tf.train.FloatList(value=values)
-            )
-        else:
-            feature[name] = tf.train.Feature(
-                bytes_list=tf.train.BytesList(value=values)
-            )
-    return tf.train.Example(features=tf.train.Features(feature=feature))
-
-
 def shard_file_name(split_name, shard_index, num_shards):
     """`{split}-{i:05d}-of-{n:05d}.tfrecord`."""
     return f"{split_name}-{shard_index:05d}-of-{num_shards:05d}.tfrecord"
@@ -914,6 +891,8 @@ def write_scene_shards(
 
     import tensorflow as tf
 
+    from training import records
+
     os.makedirs(output_dir, exist_ok=True)
     ranges = _shard_ranges(num_scenes, num_shards)
     chunk_size = 64
@@ -938,7 +917,7 @@ def write_scene_shards(
                     for _ in range(start, stop, chunk_size):
                         for features in next(chunk_results):
                             writer.write(
-                                features_to_example(features).SerializeToString(
+                                records.make_example(features).SerializeToString(
                                     deterministic=True
                                 )
                             )

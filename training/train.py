@@ -429,39 +429,22 @@ def make_dataset(
     tokenizer,
     start_step=0,
     global_crop_size=None,
-    shuffle_buffer=10_000,
-    num_parallel_reads=8,
     stats=None,
 ):
     """The pretraining `tf.data.Dataset` for `config`, from step `start_step`.
 
-    Deterministic for `config.seed`; the first `start_step` batches are
-    skipped, so a resumed run sees the batches an uninterrupted one would.
+    Reads the TFRecords `data` with the input pipeline of `config.data`
+    (its global crop replaced by `global_crop_size`, when given, for the
+    high-resolution stage). Deterministic for `config.seed`; the first
+    `start_step` batches are skipped, so a resumed run sees the batches an
+    uninterrupted one would.
     """
-    from training.data import make_pretraining_dataset
+    from training.pipelines import make_pretraining_dataset
 
-    dataset = make_pretraining_dataset(
-        data,
-        tokenizer,
-        batch_size=config.batch_size,
-        global_crop_size=global_crop_size or config.global_crop_size,
-        local_crop_size=config.local_crop_size,
-        num_local_crops=config.num_local_crops,
-        global_crop_scale=config.global_crop_scale,
-        local_crop_scale=config.local_crop_scale,
-        patch_size=config.patch_size,
-        mask_ratio=config.mask_ratio,
-        mask_mode=config.mask_mode,
-        sequence_length=config.text_max_length,
-        synthetic_caption_sampling=(
-            "random" if config.multi_granularity_captions else "first"
-        ),
-        caption_safe_global_crop=config.caption_safe_global_crop,
-        shuffle_buffer=shuffle_buffer,
-        seed=config.seed,
-        num_parallel_reads=num_parallel_reads,
-        stats=stats,
-    )
+    data_config = config.data
+    if global_crop_size:
+        data_config = data_config.replace(global_crop_size=global_crop_size)
+    dataset = make_pretraining_dataset(data, tokenizer, data_config, stats=stats)
     if start_step:
         dataset = dataset.skip(start_step)
     return dataset

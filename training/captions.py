@@ -1,0 +1,154 @@
+"""Caption choice and tokenization inside the `tf.data` pipelines.
+
+Each record carries at most one noisy caption (web alt-text) and any number
+of synthetic captions; blank ones count as missing. This module picks the
+caption of each kind that a training example uses
+(`select_synthetic_caption`; the noisy caption is the first non-blank one,
+`records.first_non_blank`) and turns a batch of captions into token ids and
+padding masks (`tokenize_captions`), with zeros where a caption is missing.
+
+The tokenizer runs inside `tf.data`, so it must be TF-traceable (e.g.
+`keras_tips.TIPSTokenizer`). Its ids are checked in the graph: ids below 0
+or at least `tokenizer.vocabulary_size()` (when the tokenizer has that
+method) stop iteration with an `InvalidArgumentError` naming the problem,
+instead of reaching the embedding table.
+
+Example:
+
+```python
+caption, present = select_synthetic_caption(captions, "random", u)
+dataset = dataset.batch(32).map(tokenize_captions(tokenizer, 64))
+```
+"""
+
+import numbers
+
+import tensorflow as tf
+
+from training import records
+
+
+def select_synthetic_caption(captions, sampling, u):
+    """The first, or a uniformly random, non-blank synthetic caption.
+
+    Args:
+        captions: `tf.string` list of a record's synthetic captions.
+        sampling: `"first"` or `"random"` (see
+            `DataConfig.synthetic_caption_sampling`).
+        u: float32 scalar uniform in [0, 1), the random draw.
+
+    Returns:
+        `(caption, present)`: the caption (`""` when there is none) and
+        whether there is one.
+    """
+    captions = records.non_blank(captions)
+    count = tf.size(captions)
+    if sampling == "random":
+        index = tf.cast(tf.floor(u * tf.cast(count, tf.float32)), tf.int32)
+        index = tf.clip_by_value(index, 0, tf.maximum(count - 1, 0))
+    else:
+        index = 0
+    caption = tf.concat([captions, [""]], 0)[index]
+    return caption, count > 0
+
+
+def check_tokenizer(tokenizer):
+    """Raises a `TypeError` unless `tokenizer` is callable."""
+    if not callable(tokenizer):
+        raise TypeError(f"`tokenizer` must be callable, got {tokenizer!r}.")
+
+
+def _vocabulary_size(tokenizer):
+    """The tokenizer's vocabulary size if it reports one, else None."""
+    size = getattr(tokenizer, "vocabulary_size", None)
+    if not callable(size):
+        return None
+    try:
+        size = size()
+    except Exception:  # e.g. a tokenizer whose vocabulary loads later
+        return None
+    return int(size) if isinstance(size, numbers.Integral) else None
+
+
+def _checked_token_ids(ids, vocabulary_size):
+    """`ids` after in-graph checks that they lie in `[0, vocabulary_size)`.
+
+    The values are only known while the pipeline runs, so an id out of range
+    stops iteration with an `InvalidArgumentError` carrying this message
+    (instead of reaching the embedding, where JAX returns NaN).
+    """
+    where = (
+        f"[0, {vocabulary_size}), the vocabulary of the tokenizer"
+        if vocabulary_size is not None
+        else "[0, vocabulary size)"
+    )
+    message = (
+        f"`tokenizer` produced token ids outside {where}. Use the model's "
+        "TIPSTokenizer; ids of another tokenizer do not match the text "
+        "encoder's embedding table."
+    )
+    wide = tf.cast(ids, tf.int64)  # no wrap-around of the bounds
+    checks = [
+        tf.debugging.assert_greater_equal(
+            wide, tf.constant(0, tf.int64), message=message
+        )
+    ]
+    if vocabulary_size is not None:
+        checks.append(
+            tf.debugging.assert_less(
+                wide, tf.constant(vocabulary_size, tf.int64), message=message
+            )
+        )
+    with tf.control_dependencies(checks):
+        return tf.identity(ids)
+
+
+def _tokenize(tokenizer, texts, present, sequence_length):
+    """Token ids `(B, L)` int32 and padding mask; zeros where not present."""
+    ids = tokenizer(texts)
+    if isinstance(ids, tf.RaggedTensor):
+        ids = ids.to_tensor(default_value=0)
+    ids = tf.convert_to_tensor(ids)
+    if not ids.dtype.is_integer:
+        raise TypeError(
+            "`tokenizer` must return integer token ids; got dtype "
+            f"{ids.dtype.name}. Casting would silently truncate; fix the "
+            "tokenizer (TIPSTokenizer returns int32)."
+        )
+    if ids.shape.rank is not None and ids.shape.rank != 2:
+        raise ValueError(
+            "`tokenizer` must map a (B,) string tensor to (B, sequence_length) "
+            f"token ids; got rank {ids.shape.rank} output of shape {ids.shape}."
+        )
+    ids = tf.cast(_checked_token_ids(ids, _vocabulary_size(tokenizer)), tf.int32)
+    ids = ids[:, :sequence_length]
+    ids = tf.pad(ids, [[0, 0], [0, sequence_length - tf.shape(ids)[1]]])
+    ids = tf.ensure_shape(ids, [None, sequence_length])
+    ids = ids * tf.cast(present, tf.int32)[:, None]
+    padding_mask = tf.cast(tf.not_equal(ids, 0), tf.int32)
+    return ids, padding_mask
+
+
+def tokenize_captions(tokenizer, sequence_length):
+    """A batch map: captions -> token ids and padding masks.
+
+    Replaces `"noisy_caption"` and `"synthetic_caption"` (`(B,)` strings)
+    by `"{kind}_token_ids"` and `"{kind}_padding_mask"` (`(B,
+    sequence_length)` int32, mask 1 = real token), zeros where
+    `"has_{kind}_caption"` is 0. Tokenizer outputs that are shorter or
+    ragged are padded (pad id 0), longer ones truncated; non-integer
+    outputs raise a `TypeError` when the map is traced.
+    """
+
+    def tokenize(batch):
+        batch = dict(batch)
+        for kind in ("noisy", "synthetic"):
+            texts = batch.pop(f"{kind}_caption")
+            ids, padding_mask = _tokenize(
+                tokenizer, texts, batch[f"has_{kind}_caption"] > 0, sequence_length
+            )
+            batch[f"{kind}_token_ids"] = ids
+            batch[f"{kind}_padding_mask"] = padding_mask
+        return batch
+
+    return tokenize
