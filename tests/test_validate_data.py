@@ -22,7 +22,6 @@ pytestmark = [pytest.mark.tfdv, pytest.mark.backend_independent]
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TFDV_PYTHON = REPO_ROOT / ".venv-tfdv" / "bin" / "python"
-VALIDATE = REPO_ROOT / "tools" / "validate_data.py"
 SCHEMA = REPO_ROOT / "tools" / "data_schema.pbtxt"
 
 
@@ -67,7 +66,8 @@ def _start(data_dir, out_dir):
     return subprocess.Popen(
         [
             str(TFDV_PYTHON),
-            str(VALIDATE),
+            "-m",
+            "tools.validate_data",
             "--data",
             os.path.join(data_dir, "train-*.tfrecord"),
             "--schema",
@@ -176,8 +176,8 @@ def test_validate_data_does_not_import_in_main_venv():
     # The tool belongs to the TFDV venv; elsewhere it fails with a message
     # that says how to get that venv.
     code = subprocess.run(
-        [sys.executable, "-c", "import runpy; runpy.run_path(%r)" % str(VALIDATE)],
-        capture_output=True, text=True, timeout=120,
+        [sys.executable, "-m", "tools.validate_data"],
+        capture_output=True, text=True, timeout=120, cwd=str(REPO_ROOT),
     )
     if code.returncode == 0:
         pytest.skip("TFDV is importable in this interpreter")

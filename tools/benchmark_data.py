@@ -20,19 +20,14 @@ import argparse
 import io
 import json
 import os
-import sys
 import tempfile
 import time
 
 import numpy as np
 
-_REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if _REPO_ROOT not in sys.path:
-    sys.path.insert(0, _REPO_ROOT)
+import tensorflow as tf
 
-import tensorflow as tf  # noqa: E402
-
-from training import pipelines  # noqa: E402
+from training import pipelines
 from training import records  # noqa: E402
 from training.data_config import MASK_MODES  # noqa: E402
 from training.data_config import SYNTHETIC_CAPTION_SAMPLING  # noqa: E402

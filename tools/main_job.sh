@@ -24,7 +24,7 @@ $py -m tools.make_scenes --output_dir "$out/data" --num_train 3000 \
   --object_scale 1.7 --max_objects 3
 
 stamp "Validating the training shards with TFDV"
-KERAS_BACKEND=tensorflow .venv-tfdv/bin/python tools/validate_data.py \
+KERAS_BACKEND=tensorflow .venv-tfdv/bin/python -m tools.validate_data \
   --data "$out/data/train-*.tfrecord" --schema tools/data_schema.pbtxt \
   --output_dir "$out/validation"
 

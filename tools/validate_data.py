@@ -5,7 +5,7 @@ not import keras_tips, only the record schema of `training/records.py`):
 
 ```
 bash tools/setup_tfdv_env.sh            # once, creates .venv-tfdv
-.venv-tfdv/bin/python tools/validate_data.py \
+.venv-tfdv/bin/python -m tools.validate_data \
     --data 'DIR/train-*.tfrecord' --schema tools/data_schema.pbtxt \
     --output_dir OUT
 ```
@@ -51,15 +51,12 @@ except ImportError as error:  # pragma: no cover - depends on the venv
     raise ImportError(
         "tools/validate_data.py needs TensorFlow Data Validation, which "
         "lives in its own venv: run `bash tools/setup_tfdv_env.sh`, then "
-        "`.venv-tfdv/bin/python tools/validate_data.py ...` "
+        "`.venv-tfdv/bin/python -m tools.validate_data ...` from the repository root "
         f"(import failed: {error})."
     ) from error
 
-_REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if _REPO_ROOT not in sys.path:
-    sys.path.insert(0, _REPO_ROOT)
-
-# The record schema; `training.records` needs only TensorFlow, which this
+# The record schema (run with `-m` from the repository root, so `training`
+# is importable); `training.records` needs only TensorFlow, which this
 # venv has (it does not import keras_tips).
 from training import records  # noqa: E402
 
