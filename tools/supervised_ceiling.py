@@ -65,6 +65,7 @@ def run(config, train_pattern, eval_pattern, tokenizer_path, steps,
     import keras
 
     from training import evaluation
+    from training import models
     from training import scenes
     from training import train
 
@@ -77,7 +78,7 @@ def run(config, train_pattern, eval_pattern, tokenizer_path, steps,
     train_labels = evaluation.patch_labels(train_masks, grid, num_classes)
 
     keras.utils.set_random_seed(seed)
-    backbone = train.build_backbone(config, tokenizer.vocabulary_size())
+    backbone = models.build_backbone(config, tokenizer.vocabulary_size())
     encoder = backbone.vision_encoder
     images = keras.Input((image_size, image_size, 3))
     logits = keras.layers.Dense(num_classes)(encoder(images)["patch_embeddings"])
