@@ -297,12 +297,12 @@ class TrainingResult:
 
 
 def _scene_evaluator(eval_data, tokenizer, config):
-    """`backbone -> metrics` on held-out scenes (`training.evaluation`)."""
+    """`backbone -> metrics` on held-out scenes (`training.scenes.evaluation`)."""
 
     batches = []
 
     def evaluate(backbone):
-        from training import evaluation
+        from training.scenes import evaluation
 
         if not batches:  # read once, reused at every evaluation
             batches.extend(evaluation.load_eval_batches(
@@ -364,7 +364,7 @@ def run_training(
             to `<output_dir>/metrics.jsonl`, see `training.metrics_log`.)
         eval_data: optional glob of held-out scene shards (with
             segmentation masks, see `tools/make_scenes.py`), evaluated
-            every `eval_every` steps with `training.evaluation` and logged
+            every `eval_every` steps with `training.scenes.evaluation` and logged
             as `eval/<metric>`.
         eval_every: int, steps between evaluations (0: never).
 

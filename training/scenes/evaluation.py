@@ -27,7 +27,7 @@ from keras_tips.tasks.retrieval import recall_at_k
 from keras_tips.tasks.zero_shot import class_text_embeddings
 from training.data import make_eval_dataset
 from training.normalization import l2_normalize_numpy
-from training.scenes import SHAPES
+from training.scenes.generator import SHAPES
 
 SHAPE_PROMPTS = (
     "a {}.",
