@@ -55,7 +55,7 @@ except ImportError as error:  # pragma: no cover - depends on the venv
     ) from error
 
 # Number of segmentation classes (background + 6 shapes) of
-# training/scenes/shards.py; not imported from there to keep this env separate.
+# training/scenes.py; not imported from there to keep this env separate.
 NUM_MASK_CLASSES = 7
 
 _ANOMALY_TYPE_NAMES = anomalies_pb2.AnomalyInfo.Type.Name
