@@ -330,10 +330,10 @@ def test_interrupted_write_leaves_no_partial_shard(tmp_path, monkeypatch):
             raise RuntimeError("killed")
         return real_generate(rng, config)
 
-    monkeypatch.setattr(scenes, "generate_scene", failing_generate)
+    monkeypatch.setattr(shards, "generate_scene", failing_generate)
     with pytest.raises(RuntimeError, match="killed"):
         shards.write_scene_shards(out, 20, 2, seed=1, config=config, num_workers=1)
-    monkeypatch.setattr(scenes, "generate_scene", real_generate)
+    monkeypatch.setattr(shards, "generate_scene", real_generate)
 
     # No temporary files left; shard 1 is the old complete one.
     assert sorted(os.listdir(out)) == sorted(

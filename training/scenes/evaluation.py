@@ -15,6 +15,9 @@ Beside a model's numbers, `trivial_baselines` gives what needs no model
 (all-background segmentation, majority class, chance recall, and the
 ceiling of a perfect per-patch labelling at the patch grid), and
 `random_weights_like` the same architecture at initialisation.
+
+The scenes are shards written by `training.scenes.shards` (with their
+segmentation masks), read with `training.data.make_eval_dataset`.
 """
 
 import dataclasses
