@@ -118,10 +118,11 @@ def test_make_example_follows_the_schema():
 
 
 def test_scene_shards_use_the_schema(tmp_path):
-    from training import scenes
+    from training.scenes.generator import SceneConfig
+    from training.scenes.shards import write_scene_shards
 
-    (path,) = scenes.write_scene_shards(
-        str(tmp_path), 2, 1, seed=0, config=scenes.SceneConfig(image_size=28)
+    (path,) = write_scene_shards(
+        str(tmp_path), 2, 1, seed=0, config=SceneConfig(image_size=28)
     )
     for record in tf.data.TFRecordDataset(path):
         example = tf.train.Example.FromString(record.numpy())

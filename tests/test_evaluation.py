@@ -1,4 +1,4 @@
-"""Tests of `training.evaluation` on planted features and hand-counted cases.
+"""Tests of `training.scenes.evaluation` on planted features and hand-counted cases.
 
 The evaluation decides whether training "learned" anything, so each metric
 is checked where its answer is known: perfect features score 1.0 (or the
@@ -9,8 +9,8 @@ checked against a confusion matrix counted by hand.
 import numpy as np
 import pytest
 
-from training import evaluation
-from training.scenes import SHAPES
+from training.scenes import evaluation
+from training.scenes.generator import SHAPES
 
 pytestmark = pytest.mark.backend_independent
 

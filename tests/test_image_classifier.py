@@ -8,10 +8,10 @@ import pytest
 import keras_tips
 from keras_tips.tasks import TIPSImageClassifier
 from keras_tips.tasks import TIPSZeroShotClassifier
-from training.scenes import SHAPES
-from training.scenes import SceneConfig
-from training.scenes import generate_scene
-from training.scenes import scene_rng
+from training.scenes.generator import SHAPES
+from training.scenes.generator import SceneConfig
+from training.scenes.generator import generate_scene
+from training.scenes.generator import scene_rng
 
 PRESET = "tips_tiny_scenes"
 TEMPLATES = ("a photo of a {}.", "a {}.")

@@ -16,10 +16,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from training import scenes
 from training import train as train_lib
 from training.config import PretrainConfig
 from training.metrics_log import read_metrics
+from training.scenes.generator import SceneConfig
+from training.scenes.shards import write_scene_shards
 
 # One backend is enough (CI time): the backends compute the same loss
 # terms (`test_pretrainer.test_backends_give_the_same_losses`).
@@ -32,12 +33,12 @@ STEPS = 100
 @pytest.fixture(scope="module")
 def learning_run(tmp_path_factory, tokenizer_model):
     root = tmp_path_factory.mktemp("learning")
-    scene_config = scenes.SceneConfig(image_size=56, max_objects=2, object_scale=1.7)
-    scenes.write_scene_shards(
+    scene_config = SceneConfig(image_size=56, max_objects=2, object_scale=1.7)
+    write_scene_shards(
         str(root / "data"), num_scenes=96, num_shards=2, seed=0,
         config=scene_config, num_workers=1,
     )
-    scenes.write_scene_shards(
+    write_scene_shards(
         str(root / "data"), num_scenes=24, num_shards=1, seed=1,
         config=scene_config, split_name="eval", num_workers=1,
     )

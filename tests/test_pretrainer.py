@@ -24,7 +24,10 @@ import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from training import train as train_lib  # noqa: E402
+from training.callbacks import NonFiniteLossError  # noqa: E402
 from training.config import PretrainConfig  # noqa: E402
+from training.models import build_backbone  # noqa: E402
+from training.optimizers import build_optimizer  # noqa: E402
 from training.pretrainer import LOG_KEYS  # noqa: E402
 from training.pretrainer import LOSS_TERMS  # noqa: E402
 from training.pretrainer import TIPSPretrainer  # noqa: E402
@@ -51,10 +54,10 @@ def tiny_config(recipe="tips", **overrides):
 
 def make_pretrainer(config, seed=0, compile=True):
     train_lib.seed_weight_initialization(seed)
-    backbone = train_lib.build_backbone(config, VOCABULARY_SIZE)
+    backbone = build_backbone(config, VOCABULARY_SIZE)
     pretrainer = TIPSPretrainer(backbone, config)
     if compile:
-        pretrainer.compile(optimizer=train_lib.build_optimizer(config, pretrainer))
+        pretrainer.compile(optimizer=build_optimizer(config, pretrainer))
     return pretrainer
 
 
@@ -272,7 +275,7 @@ def test_contrastive_terms_do_not_see_the_patch_mask():
     for on_masked_view in (False, True):
         train_lib.seed_weight_initialization(0)
         pretrainer = TIPSPretrainer(
-            train_lib.build_backbone(config, VOCABULARY_SIZE), config,
+            build_backbone(config, VOCABULARY_SIZE), config,
             contrastive_on_masked_view=on_masked_view,
         )
         first = {k: as_float(v) for k, v in pretrainer.compute_losses(batch).items()}
@@ -308,7 +311,7 @@ def test_teacher_is_a_frozen_exact_copy(recipe):
             keras.ops.convert_to_numpy(t), keras.ops.convert_to_numpy(s)
         )
     # The optimizer tracks the student only: no slot of a teacher variable.
-    pretrainer.compile(optimizer=train_lib.build_optimizer(config, pretrainer))
+    pretrainer.compile(optimizer=build_optimizer(config, pretrainer))
     pretrainer.optimizer.build(pretrainer.trainable_variables)
     # Adam: iteration count (and learning rate) + 2 slots per variable.
     extra = len(pretrainer.optimizer.variables) - 2 * len(
@@ -497,7 +500,7 @@ def test_nan_loss_stops_the_run_naming_step_and_term(tmp_path):
     def dataset_fn(config, start_step, global_crop_size):
         return dataset_of(batches, repeat=False).skip(start_step)
 
-    with pytest.raises(train_lib.NonFiniteLossError) as caught:
+    with pytest.raises(NonFiniteLossError) as caught:
         train_lib.run_training(
             config,
             output_dir=str(tmp_path),

@@ -10,10 +10,10 @@ import transformers
 
 from keras_tips import presets
 from tests.conftest import REPO_ROOT
-from training.scenes import SHAPES
-from training.scenes import SceneConfig
-from training.scenes import generate_scene
-from training.scenes import scene_rng
+from training.scenes.generator import SHAPES
+from training.scenes.generator import SceneConfig
+from training.scenes.generator import generate_scene
+from training.scenes.generator import scene_rng
 
 
 def _snippet(name):

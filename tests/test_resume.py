@@ -264,11 +264,12 @@ print("RESULT " + json.dumps({"step": result.step, "start": result.start_step}))
 
 @pytest.fixture(scope="module")
 def scene_shards(tmp_path_factory):
-    from training import scenes
+    from training.scenes.generator import SceneConfig
+    from training.scenes.shards import write_scene_shards
 
     directory = tmp_path_factory.mktemp("scenes")
-    scenes.write_scene_shards(
-        str(directory), 48, 2, seed=0, config=scenes.SceneConfig(image_size=56)
+    write_scene_shards(
+        str(directory), 48, 2, seed=0, config=SceneConfig(image_size=56)
     )
     return str(directory / "train-*.tfrecord")
 

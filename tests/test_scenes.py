@@ -1,4 +1,5 @@
-"""Tests for training/scenes.py and tools/make_scenes.py (synthetic data)."""
+"""Tests for the synthetic scenes (`training/scenes/generator.py`, `shards.py`)
+and tools/make_scenes.py."""
 
 import collections
 import glob
@@ -8,21 +9,22 @@ import re
 import numpy as np
 import pytest
 
-from training import scenes
+from training.scenes import generator
+from training.scenes import shards
 
 pytestmark = pytest.mark.backend_independent
 
-SHAPE_WORDS = {**{s: s for s in scenes.SHAPES}, **{
-    plural: shape for shape, plural in scenes.SHAPE_PLURALS.items()
+SHAPE_WORDS = {**{s: s for s in generator.SHAPES}, **{
+    plural: shape for shape, plural in generator.SHAPE_PLURALS.items()
 }}
-COLOR_RE = "|".join(scenes.COLORS)
+COLOR_RE = "|".join(generator.COLORS)
 SHAPE_RE = "|".join(sorted(SHAPE_WORDS, key=len, reverse=True))
 COUNT_WORDS = {"a": 1, "an": 1, "two": 2, "three": 3, "four": 4}
 
 
 def _scene(index, seed=0, split="train", config=None):
-    return scenes.generate_scene(
-        scenes.scene_rng(seed, split, index), config or scenes.SceneConfig()
+    return generator.generate_scene(
+        generator.scene_rng(seed, split, index), config or generator.SceneConfig()
     )
 
 
@@ -50,14 +52,14 @@ def _parse_dense(caption):
 
 
 def test_class_names_and_constants():
-    assert scenes.class_names() == [
+    assert generator.class_names() == [
         "background", "circle", "square", "triangle", "star", "ring", "cross"
     ]
-    assert list(scenes.COLORS) == [
+    assert list(generator.COLORS) == [
         "red", "green", "blue", "yellow", "purple", "orange", "white", "black"
     ]
     # Object colours are pairwise far apart (distinguishable).
-    values = np.array(list(scenes.COLORS.values()), np.float64)
+    values = np.array(list(generator.COLORS.values()), np.float64)
     distances = np.linalg.norm(values[:, None] - values[None], axis=-1)
     assert distances[~np.eye(len(values), dtype=bool)].min() > 80
 
@@ -70,7 +72,7 @@ def test_same_seed_same_scene_and_different_seed_differs():
         assert first.objects == second.objects
         assert first.noisy_caption == second.noisy_caption
         assert first.synthetic_captions == second.synthetic_captions
-        assert scenes.encode_scene(first, "x") == scenes.encode_scene(second, "x")
+        assert shards.encode_scene(first, "x") == shards.encode_scene(second, "x")
     other = _scene(0, seed=8)
     assert not np.array_equal(_scene(0, seed=7).image, other.image)
     # Different splits draw independent streams.
@@ -80,7 +82,7 @@ def test_same_seed_same_scene_and_different_seed_differs():
 
 
 def test_scene_arrays_and_objects_are_consistent():
-    config = scenes.SceneConfig()
+    config = generator.SceneConfig()
     counts = collections.Counter()
     for index in range(60):
         scene = _scene(index, config=config)
@@ -98,11 +100,11 @@ def test_scene_arrays_and_objects_are_consistent():
             assert pixels.sum() == obj.area > 0
             # The mask holds the shape class of the object.
             assert set(np.unique(scene.mask[pixels])) == {
-                scenes.SHAPES.index(obj.shape) + 1
+                generator.SHAPES.index(obj.shape) + 1
             }
             ys, xs = np.nonzero(pixels)
             assert obj.bbox == (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1)
-            color = np.array(scenes.COLORS[obj.color], np.uint8)
+            color = np.array(generator.COLORS[obj.color], np.uint8)
             matches = np.all(scene.image[pixels] == color, axis=-1)
             if obj.texture == "solid":
                 assert matches.all(), (index, i, obj)
@@ -130,15 +132,15 @@ def test_synthetic_captions_name_every_object_in_the_mask():
         # Every (colour, shape) the captions name exists in the mask with
         # that class, on pixels of that colour.
         for color, shape in _parse_short(short):
-            class_id = scenes.class_names().index(shape)
-            color_value = np.array(scenes.COLORS[color], np.uint8)
+            class_id = generator.class_names().index(shape)
+            color_value = np.array(generator.COLORS[color], np.uint8)
             on_class = scene.mask == class_id
             assert on_class.any(), (short, shape)
             assert np.all(scene.image[on_class] == color_value, axis=-1).any()
         for obj in objects:
             phrase = (
-                f"{scenes._article(obj.color)} {obj.color} {obj.shape} "
-                f"{scenes._position_phrase(obj.position)}"
+                f"{generator._article(obj.color)} {obj.color} {obj.shape} "
+                f"{generator._position_phrase(obj.position)}"
             )
             assert phrase in positional, (phrase, positional)
         expected_dense = collections.Counter(
@@ -157,7 +159,7 @@ def test_positions_and_relations_follow_geometry():
             scene = candidate
             break
     assert scene is not None
-    size = scenes.SceneConfig().image_size
+    size = generator.SceneConfig().image_size
     for obj in scene.objects:
         x, y = obj.centroid
         vertical = "top" if y < size / 3 else "bottom" if y >= 2 * size / 3 else ""
@@ -180,7 +182,7 @@ def test_positions_and_relations_follow_geometry():
 
 
 def test_noisy_captions_are_noisy_but_about_the_salient_object():
-    config = scenes.SceneConfig()
+    config = generator.SceneConfig()
     empty = wrong = 0
     total = 400
     fillers = 0
@@ -195,7 +197,7 @@ def test_noisy_captions_are_noisy_but_about_the_salient_object():
         text = caption.lower()
         assert re.search(rf"\b{salient.shape}\b", text), (caption, salient)
         # Only the salient object's shape is named.
-        named_shapes = set(re.findall(rf"\b({'|'.join(scenes.SHAPES)})\b", text))
+        named_shapes = set(re.findall(rf"\b({'|'.join(generator.SHAPES)})\b", text))
         assert named_shapes == {salient.shape}
         named_colors = re.findall(rf"\b({COLOR_RE})\b", text)
         assert len(named_colors) <= 1
@@ -217,23 +219,23 @@ def test_noisy_captions_are_noisy_but_about_the_salient_object():
 
 def test_config_validation_and_image_sizes():
     for size in (28, 56, 224):
-        scene = _scene(0, config=scenes.SceneConfig(image_size=size))
+        scene = _scene(0, config=generator.SceneConfig(image_size=size))
         assert scene.image.shape == (size, size, 3)
         assert scene.mask.shape == (size, size)
     with pytest.raises(ValueError, match="image_size"):
-        scenes.SceneConfig(image_size=100)
+        generator.SceneConfig(image_size=100)
     with pytest.raises(TypeError, match="image_size"):
-        scenes.SceneConfig(image_size=112.0)
+        generator.SceneConfig(image_size=112.0)
     with pytest.raises(ValueError, match="max_objects"):
-        scenes.SceneConfig(min_objects=3, max_objects=2)
+        generator.SceneConfig(min_objects=3, max_objects=2)
     with pytest.raises(ValueError, match="image_format"):
-        scenes.SceneConfig(image_format="gif")
+        generator.SceneConfig(image_format="gif")
     with pytest.raises(ValueError, match="noisy_empty_prob"):
-        scenes.SceneConfig(noisy_empty_prob=1.5)
+        generator.SceneConfig(noisy_empty_prob=1.5)
     with pytest.raises(TypeError, match="rng"):
-        scenes.generate_scene(0, scenes.SceneConfig())
+        generator.generate_scene(0, generator.SceneConfig())
     with pytest.raises(ValueError, match="num_shards"):
-        scenes.write_scene_shards("/tmp/unused", 4, 0, seed=0)
+        shards.write_scene_shards("/tmp/unused", 4, 0, seed=0)
 
 
 def _parse_spec(tf):
@@ -251,8 +253,8 @@ def _parse_spec(tf):
 
 def test_shards_parse_with_tf_data_and_match_the_generator(tmp_path):
     tf = pytest.importorskip("tensorflow")
-    config = scenes.SceneConfig(image_size=56)
-    paths = scenes.write_scene_shards(
+    config = generator.SceneConfig(image_size=56)
+    paths = shards.write_scene_shards(
         str(tmp_path), num_scenes=25, num_shards=3, seed=5, config=config,
         split_name="eval",
     )
@@ -265,7 +267,7 @@ def test_shards_parse_with_tf_data_and_match_the_generator(tmp_path):
     seen = 0
     for index, example in enumerate(dataset):
         seen += 1
-        scene = scenes.generate_scene(scenes.scene_rng(5, "eval", index), config)
+        scene = generator.generate_scene(generator.scene_rng(5, "eval", index), config)
         assert example["id"].numpy() == f"eval-{index:08d}".encode()
         image = tf.io.decode_image(example["image"], channels=3).numpy()
         np.testing.assert_array_equal(image, scene.image)
@@ -290,11 +292,11 @@ def test_shards_parse_with_tf_data_and_match_the_generator(tmp_path):
 
 
 def test_shard_bytes_are_deterministic_across_runs_and_workers(tmp_path):
-    config = scenes.SceneConfig(image_size=56)
-    first = scenes.write_scene_shards(
+    config = generator.SceneConfig(image_size=56)
+    first = shards.write_scene_shards(
         str(tmp_path / "a"), 24, 2, seed=11, config=config, num_workers=1
     )
-    second = scenes.write_scene_shards(
+    second = shards.write_scene_shards(
         str(tmp_path / "b"), 24, 2, seed=11, config=config, num_workers=2
     )
     for path_a, path_b in zip(first, second):
@@ -302,7 +304,7 @@ def test_shard_bytes_are_deterministic_across_runs_and_workers(tmp_path):
             assert a.read() == b.read()
     # A different number of shards holds the same scenes in the same order.
     tf = pytest.importorskip("tensorflow")
-    third = scenes.write_scene_shards(
+    third = shards.write_scene_shards(
         str(tmp_path / "c"), 24, 5, seed=11, config=config
     )
     records_a = [r.numpy() for r in tf.data.TFRecordDataset(first)]
@@ -312,14 +314,14 @@ def test_shard_bytes_are_deterministic_across_runs_and_workers(tmp_path):
 
 def test_interrupted_write_leaves_no_partial_shard(tmp_path, monkeypatch):
     tf = pytest.importorskip("tensorflow")
-    config = scenes.SceneConfig(image_size=28)
+    config = generator.SceneConfig(image_size=28)
     out = str(tmp_path)
     # A complete earlier version of shard 1 must survive a failed rewrite.
-    old = scenes.write_scene_shards(out, 20, 2, seed=0, config=config)
+    old = shards.write_scene_shards(out, 20, 2, seed=0, config=config)
     with open(old[1], "rb") as f:
         old_shard_1 = f.read()
 
-    real_generate = scenes.generate_scene
+    real_generate = generator.generate_scene
     calls = {"n": 0}
 
     def failing_generate(rng, config=None):
@@ -328,10 +330,10 @@ def test_interrupted_write_leaves_no_partial_shard(tmp_path, monkeypatch):
             raise RuntimeError("killed")
         return real_generate(rng, config)
 
-    monkeypatch.setattr(scenes, "generate_scene", failing_generate)
+    monkeypatch.setattr(shards, "generate_scene", failing_generate)
     with pytest.raises(RuntimeError, match="killed"):
-        scenes.write_scene_shards(out, 20, 2, seed=1, config=config, num_workers=1)
-    monkeypatch.setattr(scenes, "generate_scene", real_generate)
+        shards.write_scene_shards(out, 20, 2, seed=1, config=config, num_workers=1)
+    monkeypatch.setattr(shards, "generate_scene", real_generate)
 
     # No temporary files left; shard 1 is the old complete one.
     assert sorted(os.listdir(out)) == sorted(
@@ -344,7 +346,7 @@ def test_interrupted_write_leaves_no_partial_shard(tmp_path, monkeypatch):
     records = list(tf.data.TFRecordDataset(old[0]))
     assert len(records) == 10
     example = tf.train.Example.FromString(records[0].numpy())
-    new_scene = real_generate(scenes.scene_rng(1, "train", 0), config)
+    new_scene = real_generate(generator.scene_rng(1, "train", 0), config)
     assert example.features.feature["caption_synthetic"].bytes_list.value[0] == (
         new_scene.synthetic_captions[0].encode()
     )
@@ -353,7 +355,7 @@ def test_interrupted_write_leaves_no_partial_shard(tmp_path, monkeypatch):
 def test_generation_throughput_sanity():
     # Not timed (machines vary): a few hundred scenes must simply complete
     # and be distinct.
-    config = scenes.SceneConfig()
+    config = generator.SceneConfig()
     digests = set()
     for index in range(300):
         scene = _scene(index, seed=9, config=config)

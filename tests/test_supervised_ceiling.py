@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 
 from tools import supervised_ceiling
-from training import evaluation
-from training import scenes
+from training.scenes import evaluation
+from training.scenes.generator import SceneConfig
+from training.scenes.shards import write_scene_shards
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -37,12 +38,12 @@ def test_foreground_only_labels_every_object_with_the_majority_class():
 
 
 def test_tool_trains_and_writes_its_table(tmp_path):
-    config = scenes.SceneConfig(image_size=28, max_objects=2, object_scale=1.7)
-    scenes.write_scene_shards(str(tmp_path), num_scenes=64, num_shards=1,
-                              seed=0, config=config, num_workers=1)
-    scenes.write_scene_shards(str(tmp_path), num_scenes=16, num_shards=1,
-                              seed=1, config=config, split_name="eval",
-                              num_workers=1)
+    config = SceneConfig(image_size=28, max_objects=2, object_scale=1.7)
+    write_scene_shards(str(tmp_path), num_scenes=64, num_shards=1,
+                       seed=0, config=config, num_workers=1)
+    write_scene_shards(str(tmp_path), num_scenes=16, num_shards=1,
+                       seed=1, config=config, split_name="eval",
+                       num_workers=1)
     fields = json.loads((REPO_ROOT / "configs" / "tiny_scenes.json").read_text())
     fields.update(global_crop_size=28, local_crop_size=14, hidden_dim=32,
                   num_layers=1, num_heads=2, mlp_dim=64, text_num_layers=1)

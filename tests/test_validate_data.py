@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from training import scenes
+from training.scenes.generator import SceneConfig
+from training.scenes.shards import write_scene_shards
 
 pytestmark = [pytest.mark.tfdv, pytest.mark.backend_independent]
 
@@ -89,9 +90,9 @@ def runs(tmp_path_factory):
     _require_tfdv_env()
     root = tmp_path_factory.mktemp("tfdv")
     clean = root / "clean"
-    scenes.write_scene_shards(
+    write_scene_shards(
         str(clean), num_scenes=120, num_shards=2, seed=0,
-        config=scenes.SceneConfig(image_size=56),
+        config=SceneConfig(image_size=56),
     )
     variants = {"clean": clean}
     for name, edit in (("no_captions", _remove_captions),

@@ -116,6 +116,8 @@ def run_worker(args):
     import tensorflow as tf
 
     from training import train as train_lib
+    from training.models import build_backbone
+    from training.optimizers import build_optimizer
     from training.pretrainer import TIPSPretrainer
 
     backend = keras.backend.backend()
@@ -125,9 +127,9 @@ def run_worker(args):
     train_lib.seed_weight_initialization(0)
     started = time.perf_counter()
     vocabulary_size = VOCABULARY_SIZES.get(args.configs[0], VOCABULARY_SIZE)
-    backbone = train_lib.build_backbone(config, vocabulary_size)
+    backbone = build_backbone(config, vocabulary_size)
     pretrainer = TIPSPretrainer(backbone, config)
-    pretrainer.compile(optimizer=train_lib.build_optimizer(config, pretrainer))
+    pretrainer.compile(optimizer=build_optimizer(config, pretrainer))
     build_seconds = time.perf_counter() - started
     batches = _random_batches(config, 2, vocabulary_size=vocabulary_size)
     stacked = {k: np.stack([b[k] for b in batches]) for k in batches[0]}

@@ -30,9 +30,9 @@ def heldout_metrics(preset, work_dir, baselines=False):
     weights and the trivial answers, under `"baselines"`.
     """
     import keras_tips
-    from training import evaluation
-    from training.scenes import SceneConfig
-    from training.scenes import write_scene_shards
+    from training.scenes import evaluation
+    from training.scenes.generator import SceneConfig
+    from training.scenes.shards import write_scene_shards
 
     write_scene_shards(work_dir, HELDOUT_SCENES, 1, HELDOUT_SEED,
                        config=SceneConfig(**SCENE_SETTINGS),

@@ -111,7 +111,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     import keras_tips
-    from training import evaluation
+    from training.scenes import evaluation
 
     try:
         backbone = keras_tips.TIPSBackbone.from_preset(args.preset)

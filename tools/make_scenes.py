@@ -8,7 +8,7 @@ python -m tools.make_scenes --output_dir /tmp/scenes \
 ```
 
 Writes `train-*-of-*.tfrecord` and `eval-*-of-*.tfrecord` (see
-`training.scenes.write_scene_shards` for the features) plus a
+`training.scenes.shards.write_scene_shards` for the features) plus a
 `{split}-info.json` per split, then prints the counts and throughput.
 """
 
@@ -69,13 +69,14 @@ def _parse_args(argv):
 
 def main(argv=None):
     args = _parse_args(sys.argv[1:] if argv is None else argv)
-    from training import scenes
+    from training.scenes.generator import SceneConfig
+    from training.scenes.shards import write_scene_shards
 
     for name in ("num_train", "num_eval"):
         if getattr(args, name) < 0:
             raise SystemExit(f"--{name} must be >= 0, got {getattr(args, name)}.")
     try:
-        config = scenes.SceneConfig(
+        config = SceneConfig(
             image_size=args.image_size,
             max_objects=args.max_objects,
             object_scale=args.object_scale,
@@ -93,7 +94,7 @@ def main(argv=None):
             print(f"{split_name}: skipped (0 scenes)")
             continue
         start = time.perf_counter()
-        paths = scenes.write_scene_shards(
+        paths = write_scene_shards(
             args.output_dir,
             num_scenes=count,
             num_shards=shards,

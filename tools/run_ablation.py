@@ -63,7 +63,7 @@ def main(argv=None):
     from tools.evaluate import METRIC_COLUMNS
     from tools.evaluate import format_table
     from training.config import PretrainConfig
-    from training.evaluation import evaluate_scenes
+    from training.scenes.evaluation import evaluate_scenes
     from training.train import load_tokenizer
     from training.train import run_training
 

@@ -4,7 +4,7 @@ Trains the vision encoder of a pretraining config, from scratch, with the
 segmentation labels themselves (a linear layer on the patch embeddings,
 cross-entropy against each patch's majority class) for a number of steps
 like the pretraining's, then scores held-out mIoU exactly as
-`training.evaluation` scores the linear probe (patch logits upsampled
+`training.scenes.evaluation` scores the linear probe (patch logits upsampled
 bilinearly). Self-supervised features cannot be expected to beat full
 supervision of the same model for the same number of steps, so this bounds
 what a pretraining run of that budget can show on these classes.
@@ -35,7 +35,7 @@ _PACKAGE_TOKENIZER = os.path.join(
 
 
 def _read_scenes(tokenizer, pattern, image_size):
-    from training import evaluation
+    from training.scenes import evaluation
 
     batches = evaluation.load_eval_batches(tokenizer, pattern, image_size, 64)
     images = np.concatenate([b["images"] for b in batches])
@@ -49,7 +49,7 @@ def foreground_only_miou(train_labels, masks, grid, num_classes):
     Every foreground patch gets the most frequent foreground class of
     `train_labels` (patch labels); upsampled like the probe's logits.
     """
-    from training import evaluation
+    from training.scenes import evaluation
 
     counts = np.bincount(train_labels.reshape(-1), minlength=num_classes)
     majority = int(np.argmax(counts[1:]) + 1)
@@ -63,11 +63,12 @@ def run(config, train_pattern, eval_pattern, tokenizer_path, steps,
     """Trains the supervised model; returns a dict of metrics."""
     import keras
 
-    from training import evaluation
-    from training import scenes
+    from training.scenes import evaluation
+    from training import models
     from training import train
+    from training.scenes import generator
 
-    num_classes = len(scenes.class_names())
+    num_classes = len(generator.class_names())
     image_size = config.global_crop_size
     grid = (image_size // config.patch_size,) * 2
     tokenizer = train.load_tokenizer(tokenizer_path, config.text_max_length)
@@ -76,7 +77,7 @@ def run(config, train_pattern, eval_pattern, tokenizer_path, steps,
     train_labels = evaluation.patch_labels(train_masks, grid, num_classes)
 
     keras.utils.set_random_seed(seed)
-    backbone = train.build_backbone(config, tokenizer.vocabulary_size())
+    backbone = models.build_backbone(config, tokenizer.vocabulary_size())
     encoder = backbone.vision_encoder
     images = keras.Input((image_size, image_size, 3))
     logits = keras.layers.Dense(num_classes)(encoder(images)["patch_embeddings"])

@@ -123,7 +123,7 @@ def _values(example, name):
 def num_mask_classes(schema):
     """Segmentation classes of the scenes: background + the object shapes.
 
-    Mask value `k` is class `k` of `training.scenes.class_names()`,
+    Mask value `k` is class `k` of `training.scenes.generator.class_names()`,
     `["background", *SHAPES]`; the schema's `object_shapes` string domain
     lists the shapes, so the count comes from the schema.
     """

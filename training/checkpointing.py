@@ -430,7 +430,8 @@ class CheckpointCallback(keras.callbacks.Callback):
       `KeyboardInterrupt`).
 
     A step whose logs hold a NaN or Inf is never saved (the run stops on
-    it, see `train.NonFiniteLossGuard`); the last good checkpoint stays.
+    it, see `training.callbacks.NonFiniteLossGuard`); the last good
+    checkpoint stays.
 
     Args:
         manager: a `CheckpointManager`.

@@ -5,11 +5,8 @@ import numbers
 import keras
 from keras import ops
 
-
-def _l2_normalize(x, axis, epsilon):
-    """`x / max(||x||, epsilon)` along `axis` (as torch `F.normalize`)."""
-    squared_norm = ops.sum(ops.square(x), axis=axis, keepdims=True)
-    return x * ops.rsqrt(ops.maximum(squared_norm, epsilon * epsilon))
+from training.normalization import inverse_l2_norm
+from training.normalization import l2_normalize
 
 
 @keras.saving.register_keras_serializable(package="keras_tips")
@@ -145,9 +142,8 @@ class ProjectionHead(keras.layers.Layer):
     def _inverse_prototype_norms(self):
         """`1 / max(||p_k||, epsilon)` per prototype, `(K,)` float32."""
         prototypes = ops.cast(self.prototypes, "float32")
-        squared_norm = ops.sum(ops.square(prototypes), axis=0)
-        return ops.rsqrt(
-            ops.maximum(squared_norm, self.epsilon * self.epsilon)
+        return inverse_l2_norm(
+            prototypes, axis=0, epsilon=self.epsilon, keepdims=False
         )
 
     def call(self, inputs):
@@ -156,7 +152,7 @@ class ProjectionHead(keras.layers.Layer):
             x = layer(x)
             if index < self.num_layers - 1:
                 x = ops.gelu(x, approximate=False)
-        x = _l2_normalize(ops.cast(x, "float32"), axis=-1, epsilon=self.epsilon)
+        x = l2_normalize(ops.cast(x, "float32"), axis=-1, epsilon=self.epsilon)
         # `x @ (P / ||P||)` computed as `(x @ P) / ||P||`: the same numbers,
         # but the matmul reads the prototypes as they are. (XLA:CPU fuses a
         # normalization of the matmul operand into the matmul and then runs

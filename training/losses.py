@@ -27,6 +27,8 @@ import math
 
 from keras import ops
 
+from training.normalization import l2_normalize
+
 # Logit given to excluded (invalid) pairs in `contrastive_loss`. Finite, so
 # that `log_softmax` over a row whose entries are all excluded stays finite;
 # far enough below any real logit that `exp` underflows to exactly zero.
@@ -35,15 +37,6 @@ _EXCLUDED_LOGIT = -1e9
 
 def _to_float32(x):
     return ops.cast(ops.convert_to_tensor(x), "float32")
-
-
-def _l2_normalize(x, epsilon=1e-12):
-    """`x / max(||x||, sqrt(epsilon))` along the last axis.
-
-    Zero vectors stay zero (no NaN value or gradient).
-    """
-    squared_norm = ops.sum(ops.square(x), axis=-1, keepdims=True)
-    return x * ops.rsqrt(ops.maximum(squared_norm, epsilon))
 
 
 def _check_rank(x, ranks, arg_name):
@@ -165,8 +158,8 @@ def contrastive_loss(
     )
     temperature = _to_float32(temperature)
 
-    image = _l2_normalize(image)
-    text = _l2_normalize(text)
+    image = l2_normalize(image)
+    text = l2_normalize(text)
     logits = ops.matmul(image, ops.transpose(text)) / temperature
 
     positions = ops.arange(ops.shape(logits)[0])

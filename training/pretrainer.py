@@ -234,10 +234,10 @@ class TIPSPretrainer(keras.Model):
     Example:
     ```python
     config = PretrainConfig.tiny()
-    backbone = training.train.build_backbone(config, vocabulary_size=64)
+    backbone = training.models.build_backbone(config, vocabulary_size=64)
     pretrainer = TIPSPretrainer(backbone, config)
-    pretrainer.compile(optimizer=training.train.build_optimizer(config,
-                                                                pretrainer))
+    pretrainer.compile(
+        optimizer=training.optimizers.build_optimizer(config, pretrainer))
     pretrainer.fit(dataset, steps_per_epoch=config.total_steps)
     losses = pretrainer.compute_losses(batch)  # dict of every term
     pretrainer.backbone.save_to_preset("preset_dir")

@@ -6,6 +6,14 @@ complete checkpoint of `--output_dir` (unless `--noresume`), trains with
 `fit` and saves the final student backbone (and the tokenizer) with
 `save_to_preset` to `<output_dir>/preset`.
 
+This file is the orchestration (`run_training`, the command line); the
+pieces it puts together live beside it: the student sizes and
+`build_backbone` in `training.models`, the AdamW of `build_optimizer` in
+`training.optimizers`, the fault-watching callbacks in `training.callbacks`,
+checkpoints in `training.checkpointing`, the input pipeline in
+`training.pipelines` and the held-out scene evaluation in
+`training.scenes.evaluation`.
+
 Faults:
 * a NaN or Inf loss stops the run with `NonFiniteLossError`, which names
   the step and the offending loss term; the last good checkpoint is kept
@@ -43,7 +51,6 @@ Library use: `run_training(config, output_dir=..., data=..., tokenizer=...)`
 import dataclasses
 import json
 import logging
-import math
 import os
 import shutil
 import sys
@@ -52,60 +59,21 @@ import keras
 import numpy as np
 
 from training import distribution as distribution_lib
+from training.callbacks import LogHistory
+from training.callbacks import NonFiniteLossError
+from training.callbacks import NonFiniteLossGuard
 from training.checkpointing import CheckpointCallback
 from training.checkpointing import CheckpointManager
 from training.config import PretrainConfig
 from training.metrics_log import MetricsLogger
 from training.metrics_log import PeriodicEvaluation
-from training.pretrainer import LOSS_TERMS
+from training.models import MODEL_SIZES
+from training.models import build_backbone
+from training.models import model_size_name
+from training.optimizers import build_optimizer
 from training.pretrainer import TIPSPretrainer
-from training.schedules import WarmupCosineDecay
-from training.schedules import weight_decay_schedule
 
 logger = logging.getLogger(__name__)
-
-MODEL_SIZES = ("tiny", "S", "B", "L", "So400m", "g")
-
-# The tiny architecture used for CPU smoke runs and tests.
-TINY_ARCHITECTURE = {
-    "hidden_dim": 32,
-    "num_layers": 2,
-    "num_heads": 2,
-    "mlp_dim": 64,
-    "text_num_layers": 2,
-}
-
-
-# ---------------------------------------------------------------------------
-# Errors.
-
-
-class NonFiniteLossError(RuntimeError):
-    """A loss term became NaN or Inf; training stopped.
-
-    Attributes:
-        step: the (1-based) global step whose loss was not finite.
-        term: the offending loss term (`LOSS_TERMS`, or `"loss"`).
-        value: its value.
-        last_checkpoint: path of the last good checkpoint, or None.
-    """
-
-    def __init__(self, step, term, value, last_checkpoint=None):
-        self.step = step
-        self.term = term
-        self.value = value
-        self.last_checkpoint = last_checkpoint
-        where = (
-            f"the last good checkpoint is {last_checkpoint}"
-            if last_checkpoint
-            else "no checkpoint was written yet"
-        )
-        super().__init__(
-            f"Non-finite loss at step {step}: loss term '{term}' = {value}. "
-            f"Training stopped; {where}. Lower the learning rate, check the "
-            "input data, or resume from that checkpoint."
-        )
-
 
 class TrainingInterrupted(RuntimeError):
     """SIGTERM / SIGINT stopped training after writing a checkpoint."""
@@ -122,76 +90,7 @@ class TrainingInterrupted(RuntimeError):
 
 
 # ---------------------------------------------------------------------------
-# Callbacks.
-
-
-class NonFiniteLossGuard(keras.callbacks.Callback):
-    """Stops training at the first step whose loss terms are not all finite.
-
-    The terms of `LOSS_TERMS` are checked in order, then the total; the
-    first NaN / Inf one is recorded in `error` (a `NonFiniteLossError`) and
-    training stops. Put it BEFORE the checkpoint callback (which itself
-    never saves a non-finite step).
-
-    Args:
-        initial_step: global step at the start of this `fit`.
-        checkpoint_callback: optional `CheckpointCallback`, to name the last
-            good checkpoint in the error.
-    """
-
-    def __init__(self, initial_step=0, checkpoint_callback=None):
-        super().__init__()
-        self.step = int(initial_step)
-        self._fit_start_step = self.step
-        self.checkpoint_callback = checkpoint_callback
-        self.error = None
-
-    def on_train_begin(self, logs=None):
-        self._fit_start_step = self.step
-
-    def on_train_batch_end(self, batch, logs=None):
-        self.step = self._fit_start_step + int(batch) + 1
-        logs = logs or {}
-        for term in (*LOSS_TERMS, "loss"):
-            if term not in logs:
-                continue
-            value = float(np.asarray(logs[term]))
-            if not math.isfinite(value):
-                last = None
-                if self.checkpoint_callback is not None:
-                    last = self.checkpoint_callback.manager.latest_complete()
-                    last = last[1] if last else None
-                self.error = NonFiniteLossError(self.step, term, value, last)
-                logger.error("%s", self.error)
-                self.model.stop_training = True
-                return
-
-
-class LogHistory(keras.callbacks.Callback):
-    """Keeps the logs of every step (floats) in `steps`."""
-
-    def __init__(self):
-        super().__init__()
-        self.steps = []
-
-    def on_train_batch_end(self, batch, logs=None):
-        self.steps.append(
-            {key: float(np.asarray(value)) for key, value in (logs or {}).items()}
-        )
-
-
-# ---------------------------------------------------------------------------
-# Building blocks.
-
-
-def _size_name(model_variant):
-    name = str(model_variant).split("/")[0]
-    if name not in MODEL_SIZES:
-        raise ValueError(
-            f"Unknown model size {model_variant!r}; expected one of "
-            f"{list(MODEL_SIZES)} (optionally with '/14')."
-        )
-    return name
+# The run's config, tokenizer, data and seeds.
 
 
 def build_config(
@@ -227,7 +126,7 @@ def build_config(
             )
     fields.update(overrides or {})
     if model is not None:
-        size = _size_name(model)
+        size = model_size_name(model)
         fields["model_variant"] = "tiny" if size == "tiny" else f"{size}/14"
     recipe = fields.pop("recipe", recipe)
     if fields.get("model_variant") == "tiny":
@@ -251,164 +150,6 @@ def with_total_steps(config, total_steps, keep=()):
             changes[field] = min(getattr(config, field), int(total_steps))
     return config.replace(**changes)
 
-
-def build_backbone(config, vocabulary_size):
-    """A freshly initialized student `TIPSBackbone` for `config.model_variant`.
-
-    `"tiny"` is `TINY_ARCHITECTURE`; the released sizes use
-    `keras_tips.variants`. LayerScale starts at `config.layer_scale_init`
-    (1e-5 by default, as DINOv2 for training from scratch). The position-embedding grid matches the global
-    crop (TIPS) or is 32 (TIPSv2).
-
-    Args:
-        config: `PretrainConfig`.
-        vocabulary_size: int, the tokenizer's vocabulary size.
-    """
-    from keras_tips import TIPSBackbone
-    from keras_tips import TIPSTextEncoder
-    from keras_tips import TIPSVisionEncoder
-    from keras_tips import variants
-
-    size = _size_name(config.model_variant)
-    grid = config.global_crop_size // config.patch_size
-    if size == "tiny":
-        arch = TINY_ARCHITECTURE
-        vision = {
-            "hidden_dim": arch["hidden_dim"],
-            "num_layers": arch["num_layers"],
-            "num_heads": arch["num_heads"],
-            "mlp_dim": arch["mlp_dim"],
-            "patch_size": config.patch_size,
-            "position_grid_size": grid,
-            "layer_scale_init": config.layer_scale_init,
-        }
-        text = {
-            "hidden_dim": arch["hidden_dim"],
-            "num_layers": arch["text_num_layers"],
-            "num_heads": arch["num_heads"],
-            "mlp_dim": arch["mlp_dim"],
-        }
-    else:
-        position_grid = 32 if config.recipe == "tips_v2" else grid
-        vision = variants.vision_config(size, position_grid_size=position_grid)
-        vision["layer_scale_init"] = config.layer_scale_init
-        vision["patch_size"] = config.patch_size
-        text = variants.text_config(size)
-        text.pop("vocabulary_size")
-    # Architecture overrides of the config (custom sizes).
-    for name in ("hidden_dim", "num_layers", "num_heads", "mlp_dim"):
-        value = getattr(config, name, None)
-        if value is not None:
-            vision[name] = value
-            if name != "num_layers":
-                text[name] = value
-    if getattr(config, "text_num_layers", None) is not None:
-        text["num_layers"] = config.text_num_layers
-    vision_encoder = TIPSVisionEncoder(**vision, name="vision_encoder")
-    text_encoder = TIPSTextEncoder(
-        vocabulary_size=int(vocabulary_size), **text, name="text_encoder"
-    )
-    # The backbone's temperature layer is built in float32 even under a
-    # mixed policy (its call mixes the float32 temperature with the
-    # embeddings' dtype, which TensorFlow rejects for bfloat16).
-    policy = keras.config.dtype_policy()
-    keras.config.set_dtype_policy("float32")
-    try:
-        return TIPSBackbone(
-            vision_encoder,
-            text_encoder,
-            temperature=config.contrastive_temperature_init,
-        )
-    finally:
-        keras.config.set_dtype_policy(policy)
-
-
-@keras.saving.register_keras_serializable(package="keras_tips")
-class AdamWWithWeightDecaySchedule(keras.optimizers.AdamW):
-    """AdamW whose weight decay follows a cosine schedule of the step.
-
-    `weight_decay` reads `weight_decay_schedule(iterations, total_steps,
-    weight_decay, final_weight_decay)` (0.04 -> 0.2 in DINOv2), so every
-    backend's AdamW update uses the current value.
-
-    Args:
-        total_steps: int, steps of the schedule.
-        weight_decay: float, weight decay at step 0.
-        final_weight_decay: float, weight decay at `total_steps`.
-        **kwargs: `keras.optimizers.AdamW` arguments.
-    """
-
-    def __init__(
-        self,
-        total_steps,
-        weight_decay=0.04,
-        final_weight_decay=0.2,
-        **kwargs,
-    ):
-        super().__init__(weight_decay=weight_decay, **kwargs)
-        self.total_steps = int(total_steps)
-        self.initial_weight_decay = float(weight_decay)
-        self.final_weight_decay = float(final_weight_decay)
-
-    @property
-    def weight_decay(self):
-        schedule_ready = "final_weight_decay" in self.__dict__
-        iterations = getattr(self, "_iterations", None)
-        if not schedule_ready or iterations is None:
-            return self.__dict__.get("initial_weight_decay", 0.0)
-        return weight_decay_schedule(
-            iterations,
-            self.total_steps,
-            self.initial_weight_decay,
-            self.final_weight_decay,
-        )
-
-    @weight_decay.setter
-    def weight_decay(self, value):
-        # Set by the base constructor; the schedule replaces it.
-        del value
-
-    def get_config(self):
-        config = super().get_config()
-        config.update(
-            {
-                "total_steps": self.total_steps,
-                "weight_decay": self.initial_weight_decay,
-                "final_weight_decay": self.final_weight_decay,
-            }
-        )
-        return config
-
-
-def build_optimizer(config, pretrainer=None):
-    """AdamW with warm-up + cosine learning rate and cosine weight decay.
-
-    Gradient clipping is done by the pretrainer (on the global gradient,
-    also under `tf.distribute`), so the optimizer itself does not clip.
-    With `pretrainer`, its `no_weight_decay_variables()` (biases, norms,
-    LayerScale, temperature) are excluded from weight decay.
-    """
-    learning_rate = WarmupCosineDecay(
-        config.learning_rate,
-        total_steps=config.total_steps,
-        final_learning_rate=config.final_learning_rate,
-        warmup_steps=config.warmup_steps,
-        warmup_start_learning_rate=config.warmup_start_learning_rate,
-    )
-    optimizer = AdamWWithWeightDecaySchedule(
-        total_steps=config.total_steps,
-        weight_decay=config.weight_decay_start,
-        final_weight_decay=config.weight_decay_end,
-        learning_rate=learning_rate,
-        beta_1=config.adam_beta1,
-        beta_2=config.adam_beta2,
-        epsilon=config.adam_epsilon,
-    )
-    if pretrainer is not None:
-        optimizer.exclude_from_weight_decay(
-            var_list=pretrainer.no_weight_decay_variables()
-        )
-    return optimizer
 
 
 def load_tokenizer(path, sequence_length):
@@ -539,12 +280,12 @@ class TrainingResult:
 
 
 def _scene_evaluator(eval_data, tokenizer, config):
-    """`backbone -> metrics` on held-out scenes (`training.evaluation`)."""
+    """`backbone -> metrics` on held-out scenes (`training.scenes.evaluation`)."""
 
     batches = []
 
     def evaluate(backbone):
-        from training import evaluation
+        from training.scenes import evaluation
 
         if not batches:  # read once, reused at every evaluation
             batches.extend(evaluation.load_eval_batches(
@@ -606,7 +347,7 @@ def run_training(
             to `<output_dir>/metrics.jsonl`, see `training.metrics_log`.)
         eval_data: optional glob of held-out scene shards (with
             segmentation masks, see `tools/make_scenes.py`), evaluated
-            every `eval_every` steps with `training.evaluation` and logged
+            every `eval_every` steps with `training.scenes.evaluation` and logged
             as `eval/<metric>`.
         eval_every: int, steps between evaluations (0: never).
 

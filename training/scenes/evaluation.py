@@ -15,6 +15,9 @@ Beside a model's numbers, `trivial_baselines` gives what needs no model
 (all-background segmentation, majority class, chance recall, and the
 ceiling of a perfect per-patch labelling at the patch grid), and
 `random_weights_like` the same architecture at initialisation.
+
+The scenes are shards written by `training.scenes.shards` (with their
+segmentation masks), read with `training.pipelines.make_eval_dataset`.
 """
 
 import dataclasses
@@ -25,8 +28,9 @@ from keras import ops
 from keras_tips.layers.position_embedding import antialiased_bilinear_weights
 from keras_tips.tasks.retrieval import recall_at_k
 from keras_tips.tasks.zero_shot import class_text_embeddings
+from training.normalization import l2_normalize_numpy
 from training.pipelines import make_eval_dataset
-from training.scenes import SHAPES
+from training.scenes.generator import SHAPES
 
 SHAPE_PROMPTS = (
     "a {}.",
@@ -48,11 +52,6 @@ class SceneFeatures:
     caption_embeddings: np.ndarray  # (N, D), first synthetic caption
     has_caption: np.ndarray  # (N,)
     segmentation: np.ndarray  # (N, H, W) class ids, 0 = background
-
-
-def _unit(x, axis=-1):
-    x = np.asarray(x, dtype="float32")
-    return x / np.maximum(np.linalg.norm(x, axis=axis, keepdims=True), 1e-6)
 
 
 def load_eval_batches(tokenizer, file_pattern, image_size, batch_size=32,
@@ -117,7 +116,7 @@ def dominant_shape_labels(segmentation):
 def zero_shot_accuracy(features, class_embeddings):
     """Top-1 accuracy with the first, second and both CLS embeddings."""
     labels = dominant_shape_labels(features.segmentation)
-    cls = _unit(features.cls_embeddings)
+    cls = l2_normalize_numpy(features.cls_embeddings)
     scores = {
         "first": cls[:, 0] @ class_embeddings.T,
         "second": cls[:, 1] @ class_embeddings.T,
@@ -132,10 +131,10 @@ def zero_shot_accuracy(features, class_embeddings):
 def retrieval_recall(features):
     """Recall@1/5 both ways between images and their synthetic captions."""
     keep = features.has_caption > 0
-    texts = _unit(features.caption_embeddings[keep])
+    texts = l2_normalize_numpy(features.caption_embeddings[keep])
     results = {}
     for index, name in ((0, "first"), (1, "second")):
-        images = _unit(features.cls_embeddings[keep, index])
+        images = l2_normalize_numpy(features.cls_embeddings[keep, index])
         similarity = images @ texts.T
         positives = np.arange(len(texts))
         image_to_text = recall_at_k(similarity, positives, ks=(1, 5))
@@ -188,7 +187,7 @@ def patch_logits_miou(patch_logits, segmentation, num_classes, batch=64):
 
 def zero_shot_segmentation_miou(features, class_embeddings):
     """mIoU of per-patch nearest class text embedding, upsampled."""
-    patches = _unit(features.value_patches)
+    patches = l2_normalize_numpy(features.value_patches)
     logits = patches @ class_embeddings.T
     return patch_logits_miou(
         logits, features.segmentation, len(class_embeddings))
