@@ -1,7 +1,6 @@
 """`TIPSBackbone`: the TIPS image and text encoders with their temperature."""
 
 import keras
-from keras import ops
 from keras_hub.models import Backbone
 
 from keras_tips.backbone_mixin import TIPSBackboneMixin

@@ -67,6 +67,7 @@ import tempfile
 
 import keras
 
+from keras_tips.normalization import l2_normalize
 from keras_tips.presets import load_preset_components
 from keras_tips.validation import check_image_size
 
@@ -217,7 +218,7 @@ def _build_archive(backbone, tokenizer, image_converter):
         )
         embeddings = keras.ops.cast(embeddings, "float32")
         return {
-            "text_embeddings": keras.ops.normalize(embeddings, epsilon=1e-12)
+            "text_embeddings": l2_normalize(embeddings)
         }
 
     hidden_dim = vision_encoder.hidden_dim

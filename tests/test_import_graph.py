@@ -24,7 +24,6 @@ How an import becomes an edge:
 """
 
 import ast
-from pathlib import Path
 
 import pytest
 

@@ -28,10 +28,12 @@ import numpy as np
 import tensorflow as tf
 
 from training import pipelines
-from training import records  # noqa: E402
-from training.data_config import MASK_MODES  # noqa: E402
-from training.data_config import SYNTHETIC_CAPTION_SAMPLING  # noqa: E402
-from training.data_config import DataConfig  # noqa: E402
+from training import records
+from training.data_config import MASK_MODES
+from training.data_config import SYNTHETIC_CAPTION_SAMPLING
+from training.data_config import DataConfig
+
+_REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # The SentencePiece model that ships inside the package (the embedded
 # `tips_tiny_scenes` preset's), so the benchmark runs from a plain clone.

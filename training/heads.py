@@ -5,8 +5,8 @@ import numbers
 import keras
 from keras import ops
 
-from training.normalization import inverse_l2_norm
-from training.normalization import l2_normalize
+from keras_tips.normalization import inverse_l2_norm
+from keras_tips.normalization import l2_normalize
 
 
 @keras.saving.register_keras_serializable(package="keras_tips")

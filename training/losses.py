@@ -27,7 +27,7 @@ import math
 
 from keras import ops
 
-from training.normalization import l2_normalize
+from keras_tips.normalization import l2_normalize
 
 # Logit given to excluded (invalid) pairs in `contrastive_loss`. Finite, so
 # that `log_softmax` over a row whose entries are all excluded stays finite;

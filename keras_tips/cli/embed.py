@@ -12,6 +12,7 @@ from keras_tips.cli.inputs import convert_images
 from keras_tips.cli.inputs import load_preset
 from keras_tips.cli.inputs import progress_bar
 from keras_tips.cli.inputs import read_lines
+from keras_tips.normalization import l2_normalize
 
 
 def add_parser(commands):
@@ -105,7 +106,7 @@ def run_embed(args):
     embeddings = np.concatenate(chunks, axis=0).astype("float32")
     if args.normalize:
         embeddings = ops.convert_to_numpy(
-            ops.normalize(embeddings, epsilon=1e-12)
+            l2_normalize(embeddings)
         )
     os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
     np.save(args.output, embeddings)

@@ -10,6 +10,7 @@ surface normals) at the image size, and compile with task defaults;
 import keras
 from keras import ops
 
+from keras_tips.normalization import l2_normalize
 from keras_tips.tasks._tips_task import TIPSImageTask
 from keras_tips.tasks._tips_task import check_backbone
 from keras_tips.tasks.bilinear_resize import resize_bilinear
@@ -36,7 +37,7 @@ def depth_from_bins(logits, min_depth=1e-3, max_depth=10.0):
 
 def unit_normals(x):
     """L2-normalises the last axis (surface normals)."""
-    return ops.normalize(ops.cast(x, "float32"), epsilon=1e-12)
+    return l2_normalize(ops.cast(x, "float32"))
 
 
 def _check_task(task, choices, num_classes):

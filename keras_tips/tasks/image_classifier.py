@@ -6,6 +6,7 @@ from keras import ops
 from keras_hub.models import ImageClassifier
 from keras_hub.src.models.task import Task
 
+from keras_tips.normalization import l2_normalize
 from keras_tips.tasks._tips_task import TIPSImageTaskMixin
 from keras_tips.tasks._tips_task import check_backbone
 from keras_tips.tasks.zero_shot import SINGLE_PROMPT_TEMPLATE
@@ -60,7 +61,7 @@ class TIPSClassTokenPooling(keras.layers.Layer):
         if self.include_patch_mean:
             parts.append(ops.mean(patch_embeddings, axis=(1, 2)))
         parts = [
-            ops.normalize(ops.cast(part, "float32"), epsilon=1e-12)
+            l2_normalize(ops.cast(part, "float32"))
             for part in parts
         ]
         features = parts[0] if len(parts) == 1 else ops.concatenate(parts, -1)

@@ -15,6 +15,7 @@ recall_at_k(cosine_similarity_matrix(images, texts), np.arange(len(images)))
 
 import numpy as np
 from keras import ops
+from keras_tips.normalization import l2_normalize
 
 
 def _as_embeddings(x, name):
@@ -49,8 +50,8 @@ def cosine_similarity_matrix(queries, gallery):
             f"Embedding widths differ: queries {queries.shape[1]}, gallery "
             f"{gallery.shape[1]}."
         )
-    queries = ops.convert_to_numpy(ops.normalize(queries, epsilon=1e-12))
-    gallery = ops.convert_to_numpy(ops.normalize(gallery, epsilon=1e-12))
+    queries = ops.convert_to_numpy(l2_normalize(queries))
+    gallery = ops.convert_to_numpy(l2_normalize(gallery))
     return queries @ gallery.T
 
 

@@ -5,6 +5,7 @@ import numpy as np
 from keras import ops
 
 from keras_tips.backbone import TIPSBackbone
+from keras_tips.normalization import l2_normalize
 from keras_tips.tasks._tips_task import TIPSImageTask
 from keras_tips.tasks._tips_task import check_backbone
 from keras_tips.validation import check_text_inputs
@@ -139,9 +140,9 @@ def class_text_embeddings(
         )
         embeddings = text_encoder.predict_on_batch(inputs)
         chunks.append(np.asarray(embeddings, dtype="float32"))
-    embeddings = ops.normalize(np.concatenate(chunks, axis=0), epsilon=1e-12)
+    embeddings = l2_normalize(np.concatenate(chunks, axis=0))
     embeddings = ops.reshape(embeddings, (len(names), len(templates), -1))
-    embeddings = ops.normalize(ops.mean(embeddings, axis=1), epsilon=1e-12)
+    embeddings = l2_normalize(ops.mean(embeddings, axis=1))
     return ops.convert_to_numpy(embeddings).astype("float32")
 
 
@@ -199,10 +200,10 @@ class ClassEmbeddingSimilarity(keras.layers.Layer):
                 f"`class_embeddings` rows {zero[:10].tolist()} are all zeros; "
                 "such a class has cosine 0 with every image. Embed it again."
             )
-        self.class_embeddings.assign(ops.normalize(embeddings, epsilon=1e-12))
+        self.class_embeddings.assign(l2_normalize(embeddings))
 
     def call(self, features):
-        features = ops.normalize(ops.cast(features, "float32"), epsilon=1e-12)
+        features = l2_normalize(ops.cast(features, "float32"))
         return ops.matmul(features, ops.transpose(self.class_embeddings))
 
     def compute_output_spec(self, features):

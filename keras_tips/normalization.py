@@ -1,8 +1,8 @@
-"""L2 normalisation of embeddings, the one home for the training code.
+"""L2 normalisation of embeddings: the one home for keras-tips and training.
 
-* `l2_normalize` and `inverse_l2_norm` (`keras.ops`): the model and loss
-  code, i.e. the projection heads (`training.heads`) and the contrastive
-  loss (`training.losses`);
+* `l2_normalize` and `inverse_l2_norm` (`keras.ops`): the tasks, the
+  SavedModel export and the CLI (`keras_tips`), the projection heads
+  (`training.heads`) and the contrastive loss (`training.losses`);
 * `l2_normalize_numpy` (NumPy): the evaluation of frozen features
   (`training.scenes.evaluation`).
 
