@@ -50,10 +50,11 @@ def l2_normalize(x, axis=-1, epsilon=DEFAULT_EPSILON):
     Zero vectors stay zero, with a finite gradient.
 
     Args:
-        x: tensor.
+        x: tensor or array.
         axis: int, the axis to normalise.
         epsilon: float, the norm floor.
     """
+    x = ops.convert_to_tensor(x)
     return x * inverse_l2_norm(x, axis=axis, epsilon=epsilon)
 
 

@@ -245,27 +245,24 @@ def multi_crop(image, seeds, config):
     # global crop (the view contrasted with the captions) keeps them true:
     # no flip and nothing that changes colours (jitter, grayscale,
     # solarization). Blur changes no colour name and stays.
+    solarize_probability = config.global_solarize_probability
+    colour_safe = {}
     if config.caption_safe_global_crop:
-        global_view = augment_crop(
-            image,
-            seeds[0],
-            config.global_crop_size,
-            config.global_crop_scale,
-            config.global_blur_probability,
-            0.0,
+        solarize_probability = 0.0
+        colour_safe = dict(
             flip_probability=0.0,
             color_jitter_probability=0.0,
             grayscale_probability=0.0,
         )
-    else:
-        global_view = augment_crop(
-            image,
-            seeds[0],
-            config.global_crop_size,
-            config.global_crop_scale,
-            config.global_blur_probability,
-            config.global_solarize_probability,
-        )
+    global_view = augment_crop(
+        image,
+        seeds[0],
+        config.global_crop_size,
+        config.global_crop_scale,
+        config.global_blur_probability,
+        solarize_probability,
+        **colour_safe,
+    )
     local_views = [
         augment_crop(
             image,
