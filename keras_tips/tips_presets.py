@@ -12,6 +12,11 @@ import os
 OFFICIAL_BASE_URL = "https://storage.googleapis.com/tips_data"
 TOKENIZER_PATH = "v1_0/checkpoints/tokenizer.model"
 EMBEDDED_DIR = os.path.join(os.path.dirname(__file__), "preset_files")
+# The SentencePiece model of the embedded `tips_tiny_scenes` preset: a
+# tokenizer any tool can use from a plain clone.
+EMBEDDED_TOKENIZER = os.path.join(
+    EMBEDDED_DIR, "tips_tiny_scenes", "assets", "tokenizer", "vocabulary.spm"
+)
 MODEL_CARD = "https://github.com/google-deepmind/tips"
 
 

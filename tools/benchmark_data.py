@@ -27,20 +27,13 @@ import numpy as np
 
 import tensorflow as tf
 
+from keras_tips.tips_presets import EMBEDDED_TOKENIZER
 from training import pipelines
 from training import records
 from training.data_config import MASK_MODES
 from training.data_config import SYNTHETIC_CAPTION_SAMPLING
 from training.data_config import DataConfig
 
-_REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-# The SentencePiece model that ships inside the package (the embedded
-# `tips_tiny_scenes` preset's), so the benchmark runs from a plain clone.
-_DEFAULT_TOKENIZER = os.path.join(
-    _REPO_ROOT, "keras_tips", "preset_files", "tips_tiny_scenes", "assets",
-    "tokenizer", "vocabulary.spm",
-)
 _WORDS = (
     "a red blue green circle square triangle on the left right of near small "
     "large image photo with background top bottom center striped"
@@ -184,7 +177,7 @@ def parse_args(argv=None):
     parser.add_argument("--warmup-batches", type=int, default=5)
     parser.add_argument("--batches", type=int, default=40)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--tokenizer", default=_DEFAULT_TOKENIZER)
+    parser.add_argument("--tokenizer", default=EMBEDDED_TOKENIZER)
     parser.add_argument(
         "--json", action="store_true", help="Print only the JSON line."
     )

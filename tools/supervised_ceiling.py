@@ -27,11 +27,6 @@ import time
 
 import numpy as np
 
-_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-_PACKAGE_TOKENIZER = os.path.join(
-    _ROOT, "keras_tips", "preset_files", "tips_tiny_scenes", "assets",
-    "tokenizer", "vocabulary.spm",
-)
 
 
 def _read_scenes(tokenizer, pattern, image_size):
@@ -118,8 +113,9 @@ def main(argv=None):
                         help="pretraining config JSON (architecture, crop)")
     parser.add_argument("--train_data", required=True)
     parser.add_argument("--eval_data", required=True)
-    parser.add_argument("--tokenizer", default=_PACKAGE_TOKENIZER,
-                        help="SentencePiece model (only to read the records)")
+    parser.add_argument("--tokenizer",
+                        help="SentencePiece model (only to read the records; "
+                        "default: the embedded tips_tiny_scenes preset's)")
     parser.add_argument("--steps", type=int, default=500)
     parser.add_argument("--learning_rate", type=float, default=5e-4)
     parser.add_argument("--batch_size", type=int, default=32)
@@ -129,7 +125,11 @@ def main(argv=None):
     if args.steps < 1 or args.batch_size < 1:
         parser.error("--steps and --batch_size must be positive")
     os.environ.setdefault("KERAS_BACKEND", "jax")
+    from keras_tips.tips_presets import EMBEDDED_TOKENIZER
     from training.config import PretrainConfig
+
+    if args.tokenizer is None:
+        args.tokenizer = EMBEDDED_TOKENIZER
 
     with open(args.config) as f:
         config = PretrainConfig.from_dict(json.load(f))
