@@ -56,3 +56,26 @@ def test_benchmark_scripts_run_from_anywhere(script, tmp_path):
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.startswith("usage:")
+
+
+def _require_disk_space(folder, gib):
+    return subprocess.run(
+        ["bash", str(REPO_ROOT / "tools" / "require_disk_space.sh"),
+         str(folder), str(gib), "the test environment"],
+        capture_output=True, text=True, timeout=60,
+    )
+
+
+def test_disk_check_refuses_an_environment_that_cannot_fit(tmp_path):
+    # The folder need not exist: the check looks at its nearest parent.
+    result = _require_disk_space(tmp_path / "not" / "yet" / ".venv", 10**6)
+    assert result.returncode == 1
+    assert "not enough disk for the test environment" in result.stderr
+    assert str(tmp_path / "not" / "yet" / ".venv") in result.stderr
+    assert not (tmp_path / "not").exists()
+
+
+def test_disk_check_passes_what_fits(tmp_path):
+    result = _require_disk_space(tmp_path / ".venv", 0.001)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""

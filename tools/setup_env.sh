@@ -4,8 +4,13 @@
 # build, while the pinned CPU wheel satisfies the package's torch range.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# No download cache: on a fresh machine it would only hold a second copy of
+# every wheel (about 1.5 GB), and CI machines can be short of disk.
+export PIP_NO_CACHE_DIR=1
 python=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
+  # 4.0 GiB once installed (TensorFlow, JAX, torch CPU, transformers).
+  bash tools/require_disk_space.sh .venv 4.0 "the main environment (.venv)"
   "$python" -m venv .venv
 fi
 .venv/bin/python -m pip install -q --upgrade pip

@@ -69,10 +69,14 @@ esac
 start="$(date +%s)"
 if [[ "${FORCE:-0}" == "1" || ! -x "${venv}/bin/python" ]]; then
   rm -rf "${venv}"
+  # 2.8 GiB once installed (TensorFlow 2.16, TFDV, Beam, pyarrow).
+  bash "${repo_root}/tools/require_disk_space.sh" "${venv}" 2.8 \
+    "the TensorFlow Data Validation environment"
   "${python}" -m venv "${venv}"
 fi
 rm -f "${stamp}"
-"${venv}/bin/python" -m pip install --require-virtualenv -qq \
+# --no-cache-dir: the cache would only keep a second copy of every wheel.
+"${venv}/bin/python" -m pip install --require-virtualenv --no-cache-dir -qq \
   -r "${requirements}"
 if ! check_env --verbose; then
   echo "setup_tfdv_env: installed, but importing tensorflow_data_validation" \
