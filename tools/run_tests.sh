@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs everything from the repository's files, then runs the test suite
 # on the jax, tensorflow and torch backends. Usage: bash tools/run_tests.sh
-# Extra arguments go to pytest (e.g. `-m "not slow"`).
+# Extra arguments go to pytest (e.g. `-m "not slow"`); TEST_WORKERS sets the
+# number of pytest-xdist worker processes (default 2, 0 for none).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash tools/setup_env.sh
@@ -15,7 +16,11 @@ for backend in jax tensorflow torch; do
   else
     selection=(-m "not backend_independent and not tfdv")
   fi
+  # Two worker processes, whole test files each (module fixtures are built
+  # once): the suite runs single-threaded most of the time, so a second
+  # worker uses the second core. TEST_WORKERS=0 runs in one process.
   KERAS_BACKEND=$backend .venv/bin/python -m pytest -q -p no:cacheprovider \
-    "${selection[@]}" "$@" tests || status=1
+    -n "${TEST_WORKERS:-2}" --dist loadfile "${selection[@]}" "$@" tests \
+    || status=1
 done
 exit $status
