@@ -1,5 +1,8 @@
 """LoRA targets and int8 quantization shared by the TIPS backbones."""
 
+import contextlib
+import gc
+
 import keras
 from keras.src.quantizers.utils import should_quantize_layer
 
@@ -25,6 +28,9 @@ class TIPSBackboneMixin:
       whole model with nothing left to train.
     - `quantize(mode)` quantizes the dense and embedding layers and skips
       the layers that have nothing to quantize, without a warning for each.
+      Keras runs a full garbage collection for each float weight it drops;
+      with the objects that already exist frozen meanwhile, each pass is
+      short (B/14 int8 on a 2-core CPU: 29-41 s -> 2-3 s).
 
     A class using it defines `_lora_attention_layers()`, the list of the
     default LoRA target layers.
@@ -123,4 +129,26 @@ class TIPSBackboneMixin:
                 return False
             return filters is None or should_quantize_layer(layer, filters)
 
-        return super().quantize(mode, config=config, filters=selected, **kwargs)
+        with _existing_objects_frozen():
+            return super().quantize(
+                mode, config=config, filters=selected, **kwargs)
+
+
+@contextlib.contextmanager
+def _existing_objects_frozen():
+    """Leaves the objects that exist now out of garbage collections.
+
+    `gc.freeze()` until the block ends, then `gc.unfreeze()` and one full
+    collection: collections inside the block only walk what was made inside
+    it, and the last one frees what the block dropped. Does nothing when
+    objects are frozen already (the caller's freeze is left alone).
+    """
+    if gc.get_freeze_count():
+        yield
+        return
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+        gc.collect()  # what was dropped in the block, at once

@@ -1,6 +1,5 @@
 """keras-hub conventions: registered presets, LoRA, int8, keras-hub's checks."""
 
-import os
 import warnings
 
 import keras
@@ -9,7 +8,6 @@ import numpy as np
 import pytest
 
 import keras_tips
-from keras_tips import presets
 from keras_tips import variants
 
 # keras-hub's TestCase imports grain (in the `dev` extra).
@@ -246,3 +244,35 @@ def test_int8_quantization(recwarn):
         error = np.abs(actual - reference[key]).max() / np.abs(
             reference[key]).max()
         assert error < 0.02, (key, error)
+
+
+@pytest.mark.backend_independent
+def test_quantize_leaves_garbage_collection_as_it_found_it():
+    import gc
+    import weakref
+
+    from keras_tips.backbone_mixin import _existing_objects_frozen
+
+    class Node:
+        pass
+
+    # The test session froze the imports (conftest); start unfrozen here.
+    gc.unfreeze()
+    try:
+        with _existing_objects_frozen():
+            assert gc.get_freeze_count() > 0
+            node = Node()
+            node.itself = node  # garbage only a collection frees
+            collectable = weakref.ref(node)
+            del node
+        assert gc.get_freeze_count() == 0
+        assert collectable() is None  # freed by the collection at the end
+        # A caller's own freeze is left alone.
+        gc.freeze()
+        frozen = gc.get_freeze_count()
+        with _existing_objects_frozen():
+            pass
+        assert gc.get_freeze_count() == frozen
+    finally:
+        gc.collect()
+        gc.freeze()
