@@ -22,7 +22,7 @@ def pytest_collection_finish(session):
     """Exempts what the imports made from every later garbage collection.
 
     Keras runs a full `gc.collect()` for each variable a layer drops
-    (`quantize`, LoRA) and in `clear_session`; with TensorFlow, JAX, torch
+    (`quantize`) and in `clear_session`; with TensorFlow, JAX, torch
     and transformers imported, each pass walks over half a million objects
     that live as long as the process. Frozen after collection, they are
     skipped: the test run's garbage-collection time falls by more than half.

@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # No download cache: on a fresh machine it would only hold a second copy of
-# every wheel (about 1.5 GB), and CI machines can be short of disk.
+# every downloaded wheel, and CI machines can be short of disk.
 export PIP_NO_CACHE_DIR=1
 python=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
