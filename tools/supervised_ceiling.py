@@ -28,7 +28,6 @@ import time
 import numpy as np
 
 
-
 def _read_scenes(tokenizer, pattern, image_size):
     from training.scenes import evaluation
 
