@@ -1,21 +1,9 @@
-"""LoRA targets and int8 quantization shared by the TIPS backbones."""
+"""LoRA targets and quantization shared by the TIPS backbones."""
 
-import contextlib
-import gc
-
-import keras
-from keras.src.quantizers.utils import should_quantize_layer
-
-# The layers whose weights `quantize` replaces; the others (LayerNorms,
-# the patch convolution, LayerScales, position tables) stay as they are.
-_QUANTIZABLE_LAYERS = (
-    keras.layers.Dense,
-    keras.layers.EinsumDense,
-    keras.layers.Embedding,
-)
+from keras_tips.quantization import DenseQuantizationMixin
 
 
-class TIPSBackboneMixin:
+class TIPSBackboneMixin(DenseQuantizationMixin):
     """keras-hub `Backbone` behaviour that fits the TIPS architecture.
 
     - `enable_lora(rank)` trains the low-rank adapters alone (biases
@@ -26,11 +14,8 @@ class TIPSBackboneMixin:
       in the text blocks; the text MLP's `proj` is left alone). Names that
       match no LoRA-capable layer raise an error instead of freezing the
       whole model with nothing left to train.
-    - `quantize(mode)` quantizes the dense and embedding layers and skips
-      the layers that have nothing to quantize, without a warning for each.
-      Keras runs a full garbage collection for each float weight it drops;
-      with the objects that already exist frozen meanwhile, each pass is
-      short (B/14 int8 on a 2-core CPU: 29-41 s -> 2-3 s).
+    - `quantize(mode)` quantizes the dense and embedding layers
+      (`DenseQuantizationMixin`).
 
     A class using it defines `_lora_attention_layers()`, the list of the
     default LoRA target layers.
@@ -107,48 +92,3 @@ class TIPSBackboneMixin:
                 if bias is not None:
                     bias.trainable = False
                 self._lora_enabled_layers.append(index)
-
-    def quantize(self, mode=None, config=None, filters=None, **kwargs):
-        """Quantizes the dense and embedding layers' weights.
-
-        Args:
-            mode: e.g. `"int8"`, as for `keras.Model.quantize`.
-            config: optional `keras.quantizers.QuantizationConfig`.
-            filters: optional regex, list of regexes or callable further
-                restricting the layers, as for `keras.Model.quantize`.
-            **kwargs: passed to `keras.Model.quantize`.
-
-        Example:
-        ```python
-        backbone.quantize("int8")
-        ```
-        """
-
-        def selected(layer):
-            if not isinstance(layer, _QUANTIZABLE_LAYERS):
-                return False
-            return filters is None or should_quantize_layer(layer, filters)
-
-        with _existing_objects_frozen():
-            return super().quantize(
-                mode, config=config, filters=selected, **kwargs)
-
-
-@contextlib.contextmanager
-def _existing_objects_frozen():
-    """Leaves the objects that exist now out of garbage collections.
-
-    `gc.freeze()` until the block ends, then `gc.unfreeze()` and one full
-    collection: collections inside the block only walk what was made inside
-    it, and the last one frees what the block dropped. Does nothing when
-    objects are frozen already (the caller's freeze is left alone).
-    """
-    if gc.get_freeze_count():
-        yield
-        return
-    gc.freeze()
-    try:
-        yield
-    finally:
-        gc.unfreeze()
-        gc.collect()  # what was dropped in the block, at once

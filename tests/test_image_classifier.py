@@ -1,4 +1,6 @@
-"""`TIPSImageClassifier`: zero-shot start, fine-tuning, LoRA, saving."""
+"""`TIPSImageClassifier`: zero-shot start, fine-tuning, LoRA, int8, saving."""
+
+import warnings
 
 import keras
 import keras_hub
@@ -141,6 +143,30 @@ def test_saving_and_config_round_trip(tmp_path):
     assert restored.pooler.num_parts == 2
     np.testing.assert_allclose(keras.ops.convert_to_numpy(restored(images)),
                                expected, rtol=1e-5, atol=1e-6)
+
+
+def test_int8_quantization_of_a_classifier_with_a_preprocessor():
+    # The preprocessor's layers (tokenizer, resizing) are never built and
+    # have nothing to quantize: Keras' own `quantize` failed on them.
+    classifier = _classifier(pooling="both")
+    assert classifier.preprocessor is not None
+    images, _ = _scenes("check", 4)
+    reference = classifier.predict_on_batch(images)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        classifier.quantize("int8")
+    messages = [str(w.message) for w in caught
+                if not issubclass(w.category, DeprecationWarning)]
+    assert messages == []
+    vision = classifier.backbone.vision_encoder
+    assert classifier.output_dense.quantization_mode == "int8"
+    assert vision.blocks[0].qkv.quantization_mode == "int8"
+    assert vision.final_norm.quantization_mode is None
+    for layer in classifier.preprocessor._flatten_layers():
+        assert layer.quantization_mode is None, layer.name
+    logits = classifier.predict_on_batch(images)
+    error = np.abs(logits - reference).max() / np.abs(reference).max()
+    assert error < 0.02, error
 
 
 @pytest.mark.backend_independent

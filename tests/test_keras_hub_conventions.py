@@ -251,7 +251,7 @@ def test_quantize_leaves_garbage_collection_as_it_found_it():
     import gc
     import weakref
 
-    from keras_tips.backbone_mixin import _existing_objects_frozen
+    from keras_tips.quantization import existing_objects_frozen
 
     class Node:
         pass
@@ -259,7 +259,7 @@ def test_quantize_leaves_garbage_collection_as_it_found_it():
     # The test session froze the imports (conftest); start unfrozen here.
     gc.unfreeze()
     try:
-        with _existing_objects_frozen():
+        with existing_objects_frozen():
             assert gc.get_freeze_count() > 0
             node = Node()
             node.itself = node  # garbage only a collection frees
@@ -277,7 +277,7 @@ def test_quantize_leaves_garbage_collection_as_it_found_it():
         frozen_garbage = weakref.ref(node)
         del node
         gc.freeze()
-        with _existing_objects_frozen():
+        with existing_objects_frozen():
             pass
         assert gc.get_freeze_count() > 0
         assert frozen_garbage() is not None

@@ -7,6 +7,7 @@ from keras_tips.backbone import TIPSBackbone
 from keras_tips.empty_batch import EmptyBatchMixin
 from keras_tips.preprocessor import TIPSPreprocessor
 from keras_tips.preset_mixin import TIPSPresetMixin
+from keras_tips.quantization import DenseQuantizationMixin
 from keras_tips.validation import check_encoder_images
 
 
@@ -20,7 +21,7 @@ def check_backbone(backbone):
     return backbone
 
 
-class TIPSImageTaskMixin(TIPSPresetMixin):
+class TIPSImageTaskMixin(DenseQuantizationMixin, TIPSPresetMixin):
     """What a keras-hub `Task` on TIPS images needs: classes, samples, presets.
 
     A plain mixin, for tasks that derive from another keras-hub task class
@@ -29,7 +30,9 @@ class TIPSImageTaskMixin(TIPSPresetMixin):
     allow); other tasks derive from `TIPSImageTask`. Calling the task
     checks model-ready images as `TIPSVisionEncoder` does; `from_preset`
     (`TIPSPresetMixin`) also takes the named TIPS presets, and checks the
-    loaded weights of the backbone and the task for NaN or Inf.
+    loaded weights of the backbone and the task for NaN or Inf;
+    `quantize` quantizes the backbone's and the head's dense and embedding
+    layers (`DenseQuantizationMixin`), never the preprocessor's layers.
 
     Example:
     ```python
