@@ -145,7 +145,15 @@ class TIPSBackbone(
         )
 
     def get_config(self):
-        config = super().get_config()
+        # Not keras-hub's `Backbone.get_config`: after `quantize` it gathers
+        # every quantized layer's policy into one map keyed by layer path,
+        # and the two encoders' paths coincide (`block_0/proj` in both).
+        # Each encoder's own config carries its quantized layers.
+        config = {
+            "name": self.name,
+            "trainable": self.trainable,
+            "dtype": keras.dtype_policies.serialize(self.dtype_policy),
+        }
         config.update(
             {
                 "vision_encoder": keras.layers.serialize(self.vision_encoder),

@@ -24,8 +24,7 @@ class DenseQuantizationMixin:
     """`keras.Model.quantize` on the dense and embedding layers only.
 
     - The other layers have nothing to quantize. Keras would warn once for
-      each of them, and fails on a task whose preprocessor has layers that
-      are never built (the tokenizer, the resizing layer).
+      each of them.
     - Keras runs a full garbage collection for each float weight it drops;
       with the objects that already exist frozen meanwhile, each pass is
       short (B/14 int8 on a 2-core CPU: 29-41 s -> 2-3 s).

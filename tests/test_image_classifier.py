@@ -145,7 +145,7 @@ def test_saving_and_config_round_trip(tmp_path):
                                expected, rtol=1e-5, atol=1e-6)
 
 
-def test_int8_quantization_of_a_classifier_with_a_preprocessor():
+def test_int8_quantization_of_a_classifier_and_its_preset(tmp_path):
     # The preprocessor's layers (tokenizer, resizing) are never built and
     # have nothing to quantize: Keras' own `quantize` failed on them.
     classifier = _classifier(pooling="both")
@@ -159,14 +159,22 @@ def test_int8_quantization_of_a_classifier_with_a_preprocessor():
                 if not issubclass(w.category, DeprecationWarning)]
     assert messages == []
     vision = classifier.backbone.vision_encoder
-    assert classifier.output_dense.quantization_mode == "int8"
     assert vision.blocks[0].qkv.quantization_mode == "int8"
+    assert classifier.backbone.text_encoder.blocks[0].qkv.quantization_mode \
+        == "int8"
     assert vision.final_norm.quantization_mode is None
+    assert classifier.output_dense.quantization_mode is None  # the head
     for layer in classifier.preprocessor._flatten_layers():
         assert layer.quantization_mode is None, layer.name
     logits = classifier.predict_on_batch(images)
     error = np.abs(logits - reference).max() / np.abs(reference).max()
     assert error < 0.02, error
+    # The quantized classifier round-trips through a preset exactly.
+    classifier.save_to_preset(str(tmp_path / "int8"))
+    restored = TIPSImageClassifier.from_preset(str(tmp_path / "int8"))
+    assert restored.backbone.vision_encoder.blocks[0].qkv.quantization_mode \
+        == "int8"
+    np.testing.assert_array_equal(restored.predict_on_batch(images), logits)
 
 
 @pytest.mark.backend_independent

@@ -246,6 +246,22 @@ def test_int8_quantization(recwarn):
         assert error < 0.02, (key, error)
 
 
+def test_int8_backbone_round_trips_through_a_preset(tmp_path):
+    # keras-hub's Backbone config keys quantized layers by path, where the
+    # two encoders' coincide (`block_0/proj`); saving used to fail.
+    backbone = keras_tips.TIPSBackbone.from_preset("tips_tiny_scenes")
+    backbone.quantize("int8")
+    inputs = {"images": _images(56, 56), **_text_inputs()}
+    expected = backbone.predict_on_batch(inputs)
+    backbone.save_to_preset(str(tmp_path / "int8"))
+    restored = keras_tips.TIPSBackbone.from_preset(str(tmp_path / "int8"))
+    for encoder in (restored.vision_encoder, restored.text_encoder):
+        assert encoder.blocks[0].qkv.quantization_mode == "int8"
+    outputs = restored.predict_on_batch(inputs)
+    for key in ("cls_embeddings", "patch_embeddings", "text_embeddings"):
+        np.testing.assert_array_equal(np.asarray(outputs[key]), expected[key])
+
+
 @pytest.mark.backend_independent
 def test_quantize_leaves_garbage_collection_as_it_found_it():
     import gc

@@ -7,7 +7,6 @@ from keras_tips.backbone import TIPSBackbone
 from keras_tips.empty_batch import EmptyBatchMixin
 from keras_tips.preprocessor import TIPSPreprocessor
 from keras_tips.preset_mixin import TIPSPresetMixin
-from keras_tips.quantization import DenseQuantizationMixin
 from keras_tips.validation import check_encoder_images
 
 
@@ -21,7 +20,7 @@ def check_backbone(backbone):
     return backbone
 
 
-class TIPSImageTaskMixin(DenseQuantizationMixin, TIPSPresetMixin):
+class TIPSImageTaskMixin(TIPSPresetMixin):
     """What a keras-hub `Task` on TIPS images needs: classes, samples, presets.
 
     A plain mixin, for tasks that derive from another keras-hub task class
@@ -31,8 +30,8 @@ class TIPSImageTaskMixin(DenseQuantizationMixin, TIPSPresetMixin):
     checks model-ready images as `TIPSVisionEncoder` does; `from_preset`
     (`TIPSPresetMixin`) also takes the named TIPS presets, and checks the
     loaded weights of the backbone and the task for NaN or Inf;
-    `quantize` quantizes the backbone's and the head's dense and embedding
-    layers (`DenseQuantizationMixin`), never the preprocessor's layers.
+    `quantize` quantizes the backbone (its dense and embedding layers);
+    the head and the preprocessor stay as they are.
 
     Example:
     ```python
@@ -56,6 +55,35 @@ class TIPSImageTaskMixin(DenseQuantizationMixin, TIPSPresetMixin):
                 values=not training,
             )
         return super().__call__(inputs, *args, **kwargs)
+
+    def quantize(self, mode=None, config=None, filters=None, **kwargs):
+        """Quantizes the backbone's dense and embedding layers.
+
+        The head stays float: it is small, and a float head keeps the
+        task's config and weights round-tripping through `save_to_preset`
+        and `class_names` able to set it. (Keras' `Model.quantize` on the
+        whole task also failed on the preprocessor's unbuilt layers.)
+
+        Args:
+            mode: e.g. `"int8"`, as for `keras.Model.quantize`.
+            config: optional `keras.quantizers.QuantizationConfig`.
+            filters: optional regex, list of regexes or callable further
+                restricting the backbone's layers.
+            **kwargs: passed to `keras.Model.quantize`.
+
+        Example:
+        ```python
+        classifier.quantize("int8")
+        ```
+        """
+        self.backbone.quantize(mode, config=config, filters=filters, **kwargs)
+        # What `keras.Model.quantize` does after quantizing a model's
+        # layers: drop the compiled functions and, on torch, re-track the
+        # variables so the dropped float weights are not kept.
+        self.train_function = None
+        self.test_function = None
+        self.predict_function = None
+        self._post_quantize(mode, **kwargs)
 
     def preprocess_samples(self, x, y=None, sample_weight=None):
         # Images may come bare or under "images"; the model takes a tensor.
