@@ -1,7 +1,7 @@
 """Weight quantization of TIPS models: which layers, and a fast garbage path.
 
-`DenseQuantizationMixin.quantize` is the `quantize` of the TIPS backbones,
-encoders and tasks.
+`DenseQuantizationMixin.quantize` is the `quantize` of the TIPS backbone
+and encoders; a task's `quantize` calls its backbone's.
 """
 
 import contextlib
