@@ -105,7 +105,9 @@ def build_config(
     the fields of the JSON `config_file`, then `overrides`.
 
     Args:
-        recipe: `"tips"` or `"tips_v2"` (a `recipe` field in the file wins).
+        recipe: `"tips"` or `"tips_v2"`, the default recipe: a `recipe`
+            field of the file or of `overrides` wins (the command line puts
+            an explicit `--recipe` in `overrides`).
         model: optional size (`MODEL_SIZES`), sets `model_variant`.
         config_file: optional path of a JSON object of config fields.
         overrides: optional dict of config fields.
@@ -492,7 +494,13 @@ def _define_flags():
     from absl import flags
 
     flags.DEFINE_string("config", None, "JSON file of PretrainConfig fields.")
-    flags.DEFINE_enum("recipe", "tips", ["tips", "tips_v2"], "Training recipe.")
+    flags.DEFINE_enum(
+        "recipe",
+        None,
+        ["tips", "tips_v2"],
+        "Training recipe (default tips; when given, it wins over a `recipe` "
+        "field of --config).",
+    )
     flags.DEFINE_enum("model", None, list(MODEL_SIZES), "Model size.")
     flags.DEFINE_multi_string("data", None, "TFRecord glob pattern(s).")
     flags.DEFINE_string("tokenizer", None, "SentencePiece tokenizer model file.")
@@ -548,30 +556,40 @@ def _parse_overrides(items):
     return overrides
 
 
+def config_from_flags(values):
+    """The run's `PretrainConfig` from the command line's values.
+
+    The recipe's defaults, then `--config`, then `--override`s and the
+    flags that name a field (`--batch_size`, `--learning_rate`, `--seed`,
+    `--mixed_precision`, `--recipe`), then `--steps`: a flag given on the
+    command line always wins over the file.
+
+    Args:
+        values: the parsed flags (`absl.flags.FLAGS`, or any object with
+            the same attributes).
+    """
+    overrides = _parse_overrides(values.override)
+    for field in (
+        "batch_size", "learning_rate", "seed", "mixed_precision", "recipe",
+    ):
+        value = getattr(values, field)
+        if value is not None:
+            overrides[field] = value
+    config = build_config(
+        model=values.model, config_file=values.config, overrides=overrides
+    )
+    if values.steps is not None:
+        config = with_total_steps(config, values.steps, overrides)
+    return config
+
+
 def main(argv):
     del argv
     from absl import flags
 
     FLAGS = flags.FLAGS
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    overrides = _parse_overrides(FLAGS.override)
-    for flag, field in (
-        ("batch_size", "batch_size"),
-        ("learning_rate", "learning_rate"),
-        ("seed", "seed"),
-        ("mixed_precision", "mixed_precision"),
-    ):
-        value = getattr(FLAGS, flag)
-        if value is not None:
-            overrides[field] = value
-    config = build_config(
-        recipe=FLAGS.recipe,
-        model=FLAGS.model,
-        config_file=FLAGS.config,
-        overrides=overrides,
-    )
-    if FLAGS.steps is not None:
-        config = with_total_steps(config, FLAGS.steps, overrides)
+    config = config_from_flags(FLAGS)
     tokenizer = load_tokenizer(FLAGS.tokenizer, config.text_max_length)
     options = {}
     if FLAGS.distribution == "tpu":
