@@ -49,11 +49,11 @@ def test_recorded_metrics_beat_the_baselines_it_should_beat():
     baselines = recorded["baselines"]
     chance = baselines["all_background"]["retrieval_i2t@1_best"]
     assert chance == pytest.approx(1 / 64)
-    assert recorded["retrieval_i2t@1_best"] >= 10 * chance
+    assert recorded["retrieval_i2t@1_best"] >= 25 * chance
     assert recorded["retrieval_i2t@1_best"] >= (
-        baselines["random_weights"]["retrieval_i2t@1_best"] + 0.1)
+        baselines["random_weights"]["retrieval_i2t@1_best"] + 0.3)
     assert recorded["retrieval_t2i@1_second_cls"] >= (
-        baselines["random_weights"]["retrieval_t2i@1_second_cls"] + 0.1)
+        baselines["random_weights"]["retrieval_t2i@1_second_cls"] + 0.3)
     ceiling = baselines["patch_grid_ceiling"]
     for key in ("zero_shot_seg_miou", "linear_probe_seg_miou"):
         assert recorded[key] <= ceiling[key] + 0.02
