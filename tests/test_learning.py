@@ -1,7 +1,7 @@
 """Pretraining visibly learns: a short run on procedural scenes.
 
 With the main job's recipe (`configs/tiny_scenes.json`: Sinkhorn-Knopp
-teacher targets, LayerScale 1.0, fast EMA, sharp teacher) shrunk to 56 px
+teacher targets, LayerScale 0.1, fast EMA, sharp teacher) shrunk to 56 px
 crops and a few dozen steps, the self-distillation terms must fall below
 ln K, the teacher's per-image targets must sharpen while their batch mean
 stays spread over the prototypes (no collapse), and every step is logged to
@@ -67,7 +67,11 @@ def test_self_distillation_learns_below_ln_k(learning_run):
     records = [r for r in read_metrics(learning_run["dir"]) if "loss" in r]
     assert [r["step"] for r in records] == list(range(1, STEPS + 1))
     ln_k = math.log(config.cls_num_prototypes)
-    first, last = records[:5], records[-10:]
+    # The early window skips the first 5 steps: there the random teacher's
+    # targets are already sharp (LayerScale 0.1 leaves the patches of an
+    # image apart at initialisation); its first updates spread them to
+    # near ln K, and only learning sharpens them again.
+    first, last = records[5:20], records[-10:]
 
     def mean(rows, key):
         return float(np.mean([r[key] for r in rows]))
