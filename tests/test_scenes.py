@@ -55,6 +55,10 @@ def test_class_names_and_constants():
     assert generator.class_names() == [
         "background", "circle", "square", "triangle", "star", "ring", "cross"
     ]
+    assert generator.color_class_names() == [
+        "background", "red", "green", "blue", "yellow", "purple", "orange",
+        "white", "black",
+    ]
     assert list(generator.COLORS) == [
         "red", "green", "blue", "yellow", "purple", "orange", "white", "black"
     ]
@@ -69,6 +73,7 @@ def test_same_seed_same_scene_and_different_seed_differs():
         first, second = _scene(index, seed=7), _scene(index, seed=7)
         np.testing.assert_array_equal(first.image, second.image)
         np.testing.assert_array_equal(first.mask, second.mask)
+        np.testing.assert_array_equal(first.color_mask, second.color_mask)
         assert first.objects == second.objects
         assert first.noisy_caption == second.noisy_caption
         assert first.synthetic_captions == second.synthetic_captions
@@ -90,10 +95,13 @@ def test_scene_arrays_and_objects_are_consistent():
         assert scene.image.shape == (size, size, 3)
         assert scene.image.dtype == np.uint8
         assert scene.mask.shape == (size, size) and scene.mask.dtype == np.uint8
+        assert scene.color_mask.shape == (size, size)
+        assert scene.color_mask.dtype == np.uint8
         assert 1 <= len(scene.objects) <= 4
         counts[len(scene.objects)] += 1
-        # Background exactly where no object is visible.
+        # Background exactly where no object is visible, in both masks.
         np.testing.assert_array_equal(scene.mask == 0, scene.instance_mask == 0)
+        np.testing.assert_array_equal(scene.color_mask == 0, scene.mask == 0)
         assert scene.instance_mask.max() == len(scene.objects)
         for i, obj in enumerate(scene.objects):
             pixels = scene.instance_mask == i + 1
@@ -101,6 +109,10 @@ def test_scene_arrays_and_objects_are_consistent():
             # The mask holds the shape class of the object.
             assert set(np.unique(scene.mask[pixels])) == {
                 generator.SHAPES.index(obj.shape) + 1
+            }
+            # The colour mask holds the class of the object's colour.
+            assert set(np.unique(scene.color_mask[pixels])) == {
+                generator.color_class_names().index(obj.color)
             }
             ys, xs = np.nonzero(pixels)
             assert obj.bbox == (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1)
@@ -129,6 +141,15 @@ def test_synthetic_captions_name_every_object_in_the_mask():
         short, positional, dense = scene.synthetic_captions
         expected_pairs = collections.Counter((o.color, o.shape) for o in objects)
         assert _parse_short(short) == expected_pairs, short
+        # The short caption ends with the background, as the dense one
+        # describes it.
+        article = generator._article(scene.background)
+        phrase = f" on {article} {scene.background} background"
+        assert short.endswith(phrase), (short, scene.background)
+        assert f"{phrase}." in dense
+        *colors, kind = scene.background.replace(" and ", " ").split()
+        assert kind in generator.BACKGROUND_KINDS
+        assert set(colors) <= set(generator.BACKGROUND_COLORS)
         # Every (colour, shape) the captions name exists in the mask with
         # that class, on pixels of that colour.
         for color, shape in _parse_short(short):

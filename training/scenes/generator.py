@@ -9,13 +9,16 @@ comes with:
 * `mask`: uint8 `(H, W)` segmentation, 0 = background, `k` = index of the
   shape in `SHAPES` plus 1 (the order of `class_names()`); later objects
   occlude earlier ones;
+* `color_mask`: uint8 `(H, W)` segmentation by colour, 0 = background,
+  `k` = index of the colour in `COLORS` plus 1 (the order of
+  `color_class_names()`), with the same occlusion;
 * `instance_mask`: uint8 `(H, W)`, 0 = background, `i + 1` = `objects[i]`;
 * one NOISY caption, like web alt-text: it names only the most salient
   (largest visible) object, sometimes with a wrong colour, wrapped in filler
   (file names, shop phrases) and sometimes empty;
 * several SYNTHETIC captions, like a captioning model's output, from short
-  (every object with its colour) to dense (size, texture, position,
-  relations between objects, background).
+  (every object with its colour, and the background) to dense (size,
+  texture, position, relations between objects, background).
 
 Generation is deterministic: scene `index` of split `split_name` with seed
 `seed` always uses the random stream `scene_rng(seed, split_name, index)`, so
@@ -31,7 +34,9 @@ from training.scenes import generator
 config = generator.SceneConfig(image_size=112)
 scene = generator.generate_scene(np.random.default_rng(0), config)
 scene.image.shape, scene.mask.shape     # (112, 112, 3), (112, 112)
-scene.synthetic_captions[0]             # e.g. "a red circle and a blue star"
+scene.synthetic_captions[0]
+# "a yellow star, a yellow square and a green star on a sand and teal
+# stripes background"
 ```
 """
 
@@ -137,6 +142,15 @@ def class_names():
     Mask value `k` is the class `class_names()[k]`.
     """
     return ["background", *SHAPES]
+
+
+def color_class_names():
+    """Colour segmentation class names: `["background", *COLORS]`.
+
+    Mask value `k` of `Scene.color_mask` is the class
+    `color_class_names()[k]`.
+    """
+    return ["background", *COLORS]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -277,6 +291,8 @@ class Scene:
     Args:
         image: uint8 `(H, W, 3)` RGB image.
         mask: uint8 `(H, W)` class segmentation (see `class_names()`).
+        color_mask: uint8 `(H, W)` colour segmentation (see
+            `color_class_names()`).
         instance_mask: uint8 `(H, W)`, `i + 1` where `objects[i]` is visible.
         objects: tuple of `SceneObject`, in drawing order.
         background: short description of the background, e.g.
@@ -290,6 +306,7 @@ class Scene:
 
     image: np.ndarray
     mask: np.ndarray
+    color_mask: np.ndarray
     instance_mask: np.ndarray
     objects: tuple
     background: str
@@ -507,8 +524,9 @@ def _relation(obj, other, other_index, obj_index, overlaps, size):
     return ", ".join(parts[:-1]) + " and " + parts[-1]
 
 
-def _short_caption(objects, order):
-    """Every object with its colour, grouping identical ones."""
+def _short_caption(objects, order, background):
+    """Every object with its colour, grouping identical ones, then the
+    background."""
     groups = {}
     for i in order:
         key = (objects[i].color, objects[i].shape)
@@ -521,7 +539,9 @@ def _short_caption(objects, order):
             phrases.append(
                 f"{_COUNT_WORDS[count]} {color} {SHAPE_PLURALS[shape]}"
             )
-    return _join(phrases)
+    return (
+        f"{_join(phrases)} on {_article(background)} {background} background"
+    )
 
 
 def _positional_caption(objects, order):
@@ -681,9 +701,11 @@ def generate_scene(rng, config=None):
             image[shape_mask & pattern] = _shade(COLORS[color])
 
     class_lookup = np.zeros(len(specs) + 1, np.uint8)
+    color_lookup = np.zeros(len(specs) + 1, np.uint8)
     objects = []
     for j, (shape, color, size_name, texture) in enumerate(specs):
         class_lookup[j + 1] = SHAPES.index(shape) + 1
+        color_lookup[j + 1] = color_names.index(color) + 1
         ys, xs = np.nonzero(instance == j + 1)
         centroid = (float(xs.mean()) + 0.5, float(ys.mean()) + 0.5)
         objects.append(
@@ -704,6 +726,7 @@ def generate_scene(rng, config=None):
             )
         )
     mask = class_lookup[instance]
+    color_mask = color_lookup[instance]
     # Most salient first: largest visible area, ties by drawing order.
     order = sorted(range(len(objects)), key=lambda i: (-objects[i].area, i))
     overlaps = [
@@ -711,7 +734,7 @@ def generate_scene(rng, config=None):
         for i in range(len(objects))
     ]
     synthetic = (
-        _short_caption(objects, order),
+        _short_caption(objects, order, background),
         _positional_caption(objects, order),
         _dense_caption(objects, order, background, overlaps, size),
     )
@@ -719,6 +742,7 @@ def generate_scene(rng, config=None):
     return Scene(
         image=image,
         mask=mask,
+        color_mask=color_mask,
         instance_mask=instance,
         objects=tuple(objects),
         background=background,
