@@ -60,7 +60,8 @@ def _encode(array, image_format="JPEG"):
     return buffer.getvalue()
 
 
-def _example(image=None, noisy=None, synthetic=None, example_id=b"", segmentation=None):
+def _example(image=None, noisy=None, synthetic=None, example_id=b"", segmentation=None,
+             color_segmentation=None):
     example = records.make_example(
         {
             records.IMAGE: None if image is None else [image],
@@ -68,6 +69,9 @@ def _example(image=None, noisy=None, synthetic=None, example_id=b"", segmentatio
             records.CAPTION_SYNTHETIC: synthetic,
             records.ID: [example_id],
             records.SEGMENTATION: None if segmentation is None else [segmentation],
+            records.COLOR_SEGMENTATION: (
+                None if color_segmentation is None else [color_segmentation]
+            ),
         }
     )
     for name, values in ((records.CAPTION_NOISY, noisy), (records.CAPTION_SYNTHETIC, synthetic)):
@@ -501,6 +505,8 @@ def test_eval_dataset(tmp_path, tokenizer, sentencepiece):
         segmentation = np.zeros((40, 60), np.uint8)
         segmentation[:, :30] = 1
         segmentation[:, 30:] = 2 + i
+        color_segmentation = np.zeros((40, 60), np.uint8)
+        color_segmentation[20:] = 3 + i
         records.append(
             _example(
                 _encode(image, "PNG"),
@@ -508,6 +514,10 @@ def test_eval_dataset(tmp_path, tokenizer, sentencepiece):
                 synthetic=[f"first synthetic {i}".encode(), b"second one"],
                 example_id=f"eval-{i}".encode(),
                 segmentation=_encode(segmentation, "PNG"),
+                # Record 4 is like an older shard, without colour masks.
+                color_segmentation=(
+                    _encode(color_segmentation, "PNG") if i != 4 else None
+                ),
             )
         )
     pattern = _write(tmp_path / "eval-00000.tfrecord", records[:3])
@@ -531,12 +541,18 @@ def test_eval_dataset(tmp_path, tokenizer, sentencepiece):
         assert segmentation.shape == (32, 48) and segmentation.dtype == np.int32
         np.testing.assert_array_equal(segmentation[:, :24], 1)
         np.testing.assert_array_equal(segmentation[:, 24:], 2 + i)
+        color_segmentation = merged["color_segmentation"][i]
+        assert color_segmentation.shape == (32, 48)
+        assert color_segmentation.dtype == np.int32
+        np.testing.assert_array_equal(color_segmentation[:16], 0)
+        np.testing.assert_array_equal(color_segmentation[16:], 3 + i if i != 4 else 0)
         np.testing.assert_array_equal(
             merged["synthetic_token_ids"][i],
             _reference_ids(sentencepiece, f"first synthetic {i}"),
         )
     np.testing.assert_array_equal(merged["has_noisy_caption"], [1, 1, 0, 1, 1])
     np.testing.assert_array_equal(merged["has_segmentation"], 1.0)
+    np.testing.assert_array_equal(merged["has_color_segmentation"], [1, 1, 1, 1, 0])
     np.testing.assert_array_equal(
         merged["noisy_token_ids"][1], _reference_ids(sentencepiece, "noisy 1")
     )
@@ -544,6 +560,31 @@ def test_eval_dataset(tmp_path, tokenizer, sentencepiece):
     # Not repeated: a second pass gives the same 5 records again.
     again, _ = _collect(dataset)
     np.testing.assert_array_equal(again["images"], merged["images"])
+
+
+def test_scene_masks_round_trip_through_shards_to_the_eval_dataset(
+    tmp_path, tokenizer
+):
+    from training.scenes import generator
+    from training.scenes.shards import write_scene_shards
+
+    config = generator.SceneConfig(image_size=56)
+    write_scene_shards(str(tmp_path), 6, 2, seed=4, config=config)
+    pattern = str(tmp_path / "train-*.tfrecord")
+    merged, _ = _collect(pipelines.make_eval_dataset(
+        pattern, tokenizer, 56, 4, sequence_length=SEQUENCE_LENGTH))
+    half, _ = _collect(pipelines.make_eval_dataset(
+        pattern, tokenizer, 28, 4, sequence_length=SEQUENCE_LENGTH))
+    np.testing.assert_array_equal(merged["has_color_segmentation"], 1.0)
+    for index in range(6):
+        scene = generator.generate_scene(
+            generator.scene_rng(4, "train", index), config)
+        np.testing.assert_array_equal(merged["segmentation"][index], scene.mask)
+        np.testing.assert_array_equal(
+            merged["color_segmentation"][index], scene.color_mask)
+        # Nearest-neighbour resizing: every other pixel.
+        np.testing.assert_array_equal(
+            half["color_segmentation"][index], scene.color_mask[1::2, 1::2])
 
 
 # ---------------------------------------------------------------------------

@@ -111,7 +111,8 @@ def test_make_example_follows_the_schema():
         records.ID: [b"0"],
     }
     assert set(records.parsing_spec(with_segmentation=True)) == {
-        *records.PRETRAINING_FEATURES, records.SEGMENTATION
+        *records.PRETRAINING_FEATURES, records.SEGMENTATION,
+        records.COLOR_SEGMENTATION,
     }
     with pytest.raises(ValueError, match="caption"):
         records.make_example({"caption": [b"x"]})

@@ -266,6 +266,7 @@ def _parse_spec(tf):
         "caption_synthetic": tf.io.VarLenFeature(tf.string),
         "id": tf.io.FixedLenFeature([], tf.string),
         "segmentation": tf.io.FixedLenFeature([], tf.string),
+        "color_segmentation": tf.io.FixedLenFeature([], tf.string),
         "object_shapes": tf.io.VarLenFeature(tf.string),
         "object_colors": tf.io.VarLenFeature(tf.string),
         "object_bboxes": tf.io.VarLenFeature(tf.float32),
@@ -295,6 +296,9 @@ def test_shards_parse_with_tf_data_and_match_the_generator(tmp_path):
         mask = tf.io.decode_png(example["segmentation"]).numpy()
         assert mask.shape == (56, 56, 1) and mask.dtype == np.uint8
         np.testing.assert_array_equal(mask[..., 0], scene.mask)
+        color_mask = tf.io.decode_png(example["color_segmentation"]).numpy()
+        assert color_mask.shape == (56, 56, 1) and color_mask.dtype == np.uint8
+        np.testing.assert_array_equal(color_mask[..., 0], scene.color_mask)
         noisy = example["caption_noisy"].values.numpy().tolist()
         assert noisy == ([scene.noisy_caption.encode()] if scene.noisy_caption else [])
         synthetic = example["caption_synthetic"].values.numpy().tolist()

@@ -4,8 +4,9 @@
   global crop, `num_local_crops` local crops), an iBOT patch mask for the
   global crop and the two tokenized captions, as one `DataConfig` sets
   them.
-* `make_eval_dataset`: resized images, segmentation masks, ids and tokenized
-  captions, in file order and without augmentation.
+* `make_eval_dataset`: resized images, segmentation masks (shape and colour
+  classes), ids and tokenized captions, in file order and without
+  augmentation.
 
 They assemble the pieces of the other data modules: the record format,
 reading, decoding and drop counting (`training.records`), the multi-crop
@@ -197,6 +198,18 @@ def _image_size_pair(name, size):
     return height, width
 
 
+def _resize_mask(mask, has_mask, height, width):
+    """A decoded `(h, w, 1)` mask as int32 `(height, width)` class ids
+    (nearest neighbour; zeros when missing) and its float32 flag."""
+    mask = tf.cond(
+        has_mask,
+        lambda: tf.image.resize(mask, [height, width], method="nearest"),
+        lambda: tf.zeros([height, width, 1], tf.uint8),
+    )
+    mask = tf.ensure_shape(tf.cast(mask[..., 0], tf.int32), [height, width])
+    return mask, tf.cast(has_mask, tf.float32)
+
+
 def make_eval_dataset(
     file_pattern,
     tokenizer,
@@ -220,7 +233,8 @@ def make_eval_dataset(
             (bilinear, antialiased, aspect ratio not kept).
         batch_size: int.
         sequence_length: int, token sequence length.
-        with_segmentation: bool, read the `segmentation` PNG feature.
+        with_segmentation: bool, read the `segmentation` and
+            `color_segmentation` PNG features.
         stats: optional `PipelineStats`.
 
     Returns:
@@ -229,9 +243,11 @@ def make_eval_dataset(
         `"noisy_padding_mask"` (noisy caption), `"synthetic_token_ids"`,
         `"synthetic_padding_mask"` (FIRST non-blank synthetic caption)
         `(B, seq)` int32; `"has_noisy_caption"`, `"has_synthetic_caption"`
-        `(B,)` float32; with segmentation also `"segmentation"` `(B, H, W)`
+        `(B,)` float32; with segmentation also `"segmentation"` (shape
+        classes) and `"color_segmentation"` (colour classes) `(B, H, W)`
         int32 (class ids, nearest-neighbour resized; zeros when missing) and
-        `"has_segmentation"` `(B,)` float32.
+        their flags `"has_segmentation"`, `"has_color_segmentation"` `(B,)`
+        float32.
 
     Example:
 
@@ -269,18 +285,10 @@ def make_eval_dataset(
             "has_synthetic_caption": tf.cast(has_synthetic, tf.float32),
         }
         if with_segmentation:
-            has_segmentation = element["has_segmentation"]
-            segmentation = tf.cond(
-                has_segmentation,
-                lambda: tf.image.resize(
-                    element["segmentation"], [height, width], method="nearest"
-                ),
-                lambda: tf.zeros([height, width, 1], tf.uint8),
-            )
-            output["segmentation"] = tf.ensure_shape(
-                tf.cast(segmentation[..., 0], tf.int32), [height, width]
-            )
-            output["has_segmentation"] = tf.cast(has_segmentation, tf.float32)
+            for name in (records.SEGMENTATION, records.COLOR_SEGMENTATION):
+                output[name], output[f"has_{name}"] = _resize_mask(
+                    element[name], element[f"has_{name}"], height, width
+                )
         return output
 
     dataset = decoded.map(prepare, num_parallel_calls=tf.data.AUTOTUNE)

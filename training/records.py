@@ -11,8 +11,9 @@ TFRecord files with the features
   (synthetic captions at several granularities; may be missing),
 * `id` (`ID`): bytes,
 * evaluation shards: `segmentation` (`SEGMENTATION`; PNG, one channel of
-  class ids) and the scene annotations `object_shapes`, `object_colors`
-  (bytes lists) and `object_bboxes` (floats, 4 per object).
+  shape class ids), `color_segmentation` (`COLOR_SEGMENTATION`; PNG, one
+  channel of colour class ids) and the scene annotations `object_shapes`,
+  `object_colors` (bytes lists) and `object_bboxes` (floats, 4 per object).
 
 A caption that is blank (empty or whitespace only) counts as missing.
 Readers ignore features they do not know.
@@ -43,6 +44,7 @@ CAPTION_NOISY = "caption_noisy"
 CAPTION_SYNTHETIC = "caption_synthetic"
 ID = "id"
 SEGMENTATION = "segmentation"
+COLOR_SEGMENTATION = "color_segmentation"
 OBJECT_SHAPES = "object_shapes"
 OBJECT_COLORS = "object_colors"
 OBJECT_BBOXES = "object_bboxes"
@@ -55,11 +57,13 @@ FEATURE_TYPES = {
     CAPTION_SYNTHETIC: "bytes",
     ID: "bytes",
     SEGMENTATION: "bytes",
+    COLOR_SEGMENTATION: "bytes",
     OBJECT_SHAPES: "bytes",
     OBJECT_COLORS: "bytes",
     OBJECT_BBOXES: "float",
 }
-# Features the pretraining pipeline reads; evaluation adds `SEGMENTATION`.
+# Features the pretraining pipeline reads; evaluation adds `SEGMENTATION`
+# and `COLOR_SEGMENTATION`.
 PRETRAINING_FEATURES = (IMAGE, CAPTION_NOISY, CAPTION_SYNTHETIC, ID)
 
 # Status of a parsed record.
@@ -118,7 +122,9 @@ def parsing_spec(with_segmentation=False):
     Every feature is read as a variable-length string list, so a missing
     feature parses as empty instead of failing.
     """
-    names = PRETRAINING_FEATURES + ((SEGMENTATION,) if with_segmentation else ())
+    names = PRETRAINING_FEATURES
+    if with_segmentation:
+        names += (SEGMENTATION, COLOR_SEGMENTATION)
     return {name: tf.io.VarLenFeature(tf.string) for name in names}
 
 
@@ -340,6 +346,19 @@ def first_non_blank(values):
     return tf.concat([values, [""]], 0)[0], tf.size(values) > 0
 
 
+def _decode_mask(values):
+    """The first PNG of a bytes list as uint8 `(H, W, 1)` (empty when the
+    list is), and whether there is one."""
+    has_mask = tf.size(values) > 0
+
+    def decode():
+        mask = tf.io.decode_png(values[0], channels=1)
+        return tf.ensure_shape(mask, [None, None, 1])
+
+    mask = tf.cond(has_mask, decode, lambda: tf.zeros([0, 0, 1], tf.uint8))
+    return mask, has_mask
+
+
 def _parse_and_decode(index, record, is_end, with_segmentation):
     """Parses one serialized example and decodes its image.
 
@@ -383,19 +402,8 @@ def _parse_and_decode(index, record, is_end, with_segmentation):
         "id": tf.concat([parsed[ID], [""]], 0)[0],
     }
     if with_segmentation:
-        segmentation_values = parsed[SEGMENTATION]
-        has_segmentation = tf.size(segmentation_values) > 0
-
-        def decode_segmentation():
-            mask = tf.io.decode_png(segmentation_values[0], channels=1)
-            return tf.ensure_shape(mask, [None, None, 1])
-
-        element["segmentation"] = tf.cond(
-            has_segmentation,
-            decode_segmentation,
-            lambda: tf.zeros([0, 0, 1], tf.uint8),
-        )
-        element["has_segmentation"] = has_segmentation
+        for name in (SEGMENTATION, COLOR_SEGMENTATION):
+            element[name], element[f"has_{name}"] = _decode_mask(parsed[name])
     return element
 
 
@@ -410,14 +418,16 @@ def decode_records(records, stats=None, with_segmentation=False):
     Args:
         records: `tf.data.Dataset` of serialized examples.
         stats: optional `PipelineStats` to count records and drops.
-        with_segmentation: also decode the `segmentation` PNG.
+        with_segmentation: also decode the `segmentation` and
+            `color_segmentation` PNGs.
 
     Returns:
         `tf.data.Dataset` of dicts: `"index"` (int64 position of the record
         in `records`, a per-record seed), `"image"` uint8 `(H, W, 3)`,
         `"noisy_captions"`, `"synthetic_captions"` (string lists), `"id"`,
-        `"status"`; with segmentation also `"segmentation"` uint8
-        `(H, W, 1)` (empty when missing) and `"has_segmentation"`.
+        `"status"`; with segmentation also `"segmentation"` and
+        `"color_segmentation"` uint8 `(H, W, 1)` (empty when missing) and
+        their flags `"has_segmentation"`, `"has_color_segmentation"`.
     """
     sentinel = tf.data.Dataset.from_tensors((tf.constant(b""), tf.constant(True)))
     records = records.map(lambda record: (record, tf.constant(False)))

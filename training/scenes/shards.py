@@ -31,6 +31,7 @@ from PIL import Image
 from training.scenes.generator import COLORS
 from training.scenes.generator import SceneConfig
 from training.scenes.generator import class_names
+from training.scenes.generator import color_class_names
 from training.scenes.generator import generate_scene
 from training.scenes.generator import scene_rng
 
@@ -52,8 +53,10 @@ def encode_scene(scene, scene_id, config=None):
     Returns:
         dict of feature name to list of `bytes` (or floats for
         `object_bboxes`): `image`, `caption_noisy` (no value when the noisy
-        caption is empty), `caption_synthetic`, `id`, `segmentation`,
-        `object_shapes`, `object_colors`, `object_bboxes` (normalized
+        caption is empty), `caption_synthetic`, `id`, `segmentation`
+        (PNG of `scene.mask`, shape classes), `color_segmentation` (PNG of
+        `scene.color_mask`, colour classes), `object_shapes`,
+        `object_colors`, `object_bboxes` (normalized
         `x_min, y_min, x_max, y_max` per object, flattened).
 
     Example:
@@ -85,6 +88,7 @@ def encode_scene(scene, scene_id, config=None):
         "caption_synthetic": [c.encode("utf-8") for c in scene.synthetic_captions],
         "id": [scene_id.encode("utf-8")],
         "segmentation": [_encode_png(scene.mask)],
+        "color_segmentation": [_encode_png(scene.color_mask)],
         "object_shapes": [obj.shape.encode("utf-8") for obj in scene.objects],
         "object_colors": [obj.color.encode("utf-8") for obj in scene.objects],
         "object_bboxes": bboxes,
@@ -144,6 +148,7 @@ def write_scene_shards(
     Features: `image` (encoded PNG or JPEG, RGB), `caption_noisy` (0 or 1
     value), `caption_synthetic` (1..N values), `id`, and the evaluation
     extras `segmentation` (PNG uint8 mask, see `class_names()`),
+    `color_segmentation` (PNG uint8 mask, see `color_class_names()`),
     `object_shapes`, `object_colors`, `object_bboxes` (floats).
 
     Args:
@@ -238,6 +243,7 @@ def write_scene_shards(
         "seed": seed,
         "config": dataclasses.asdict(config),
         "class_names": class_names(),
+        "color_class_names": color_class_names(),
         "colors": list(COLORS),
         "files": [os.path.basename(p) for p in paths],
     }
