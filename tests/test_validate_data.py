@@ -3,8 +3,9 @@
 tools/validate_data.py only runs in the separate TFDV environment created by
 `bash tools/setup_tfdv_env.sh`; these tests call it as a subprocess with
 `.venv-tfdv/bin/python` on freshly generated shards, on a copy with the
-captions removed from one shard and on a copy with corrupted image bytes.
-The three validations run concurrently to keep the file quick.
+captions removed from one shard, on a copy with corrupted image bytes and
+on a copy with colour masks holding a class past the last colour. The
+validations run concurrently to keep the file quick.
 """
 
 import os
@@ -16,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from training.scenes.generator import COLORS
 from training.scenes.generator import SceneConfig
 from training.scenes.shards import write_scene_shards
 
@@ -63,6 +65,16 @@ def _corrupt_image(index, example):
     values[0] = corrupted
 
 
+def _color_class_out_of_range(index, example):
+    """One pixel of the colour mask set to 1 + the number of colours."""
+    import tensorflow as tf
+
+    values = example.features.feature["color_segmentation"].bytes_list.value
+    mask = tf.io.decode_png(values[0]).numpy()
+    mask[0, 0] = 1 + len(COLORS)
+    values[0] = tf.io.encode_png(mask).numpy()
+
+
 def _start(data_dir, out_dir):
     return subprocess.Popen(
         [
@@ -86,7 +98,8 @@ def _start(data_dir, out_dir):
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    """Runs validate_data.py on clean, caption-less, corrupted and no data."""
+    """Runs validate_data.py on clean, caption-less, corrupted, bad-mask and
+    no data."""
     _require_tfdv_env()
     root = tmp_path_factory.mktemp("tfdv")
     clean = root / "clean"
@@ -96,7 +109,8 @@ def runs(tmp_path_factory):
     )
     variants = {"clean": clean}
     for name, edit in (("no_captions", _remove_captions),
-                       ("bad_images", _corrupt_image)):
+                       ("bad_images", _corrupt_image),
+                       ("bad_color_masks", _color_class_out_of_range)):
         copy = root / name
         shutil.copytree(clean, copy)
         _rewrite_shard(copy / "train-00001-of-00002.tfrecord", edit)
@@ -128,6 +142,8 @@ def test_clean_data_passes(runs):
     assert code == 0, _explain(result)
     assert "OK: no anomalies." in stdout
     assert "120 examples in 2 files" in stdout
+    # Both masks of every record: shapes and colours.
+    assert "120 images and 240 masks decoded" in stdout
     for name in ("statistics.tfrecord", "statistics.pbtxt", "anomalies.pbtxt",
                  "report.txt"):
         assert (out_dir / name).is_file(), name
@@ -163,6 +179,21 @@ def test_corrupted_images_are_reported(runs):
     anomalies = (out_dir / "anomalies.pbtxt").read_text()
     assert 'key: "image"' in anomalies
     assert "caption_synthetic:" not in stdout
+
+
+def test_color_mask_class_out_of_range_is_reported(runs):
+    result = runs["bad_color_masks"]
+    code, stdout, _, out_dir = result
+    assert code == 1, _explain(result)
+    assert (
+        "color_segmentation: CUSTOM_VALIDATION: Color segmentation class out "
+        f"of range: train-00001-of-00002.tfrecord record 0: color_segmentation "
+        f"mask value {len(COLORS) + 1} >= {len(COLORS) + 1} classes."
+    ) in stdout, _explain(result)
+    # The shape masks of the same records are fine.
+    assert "\n  segmentation:" not in stdout
+    anomalies = (out_dir / "anomalies.pbtxt").read_text()
+    assert 'key: "color_segmentation"' in anomalies
 
 
 def test_missing_files_exit_with_usage_error(runs):

@@ -20,9 +20,11 @@ Steps:
 3. custom checks TFDV cannot express, reported as `CUSTOM_VALIDATION`
    anomalies on the feature: a sample of images and masks per shard is
    decoded (RGB image, side a multiple of the patch size, single-channel
-   mask of the same size with class ids below 1 + the number of shapes in
-   the schema's `object_shapes` domain), object lists agree in
-   length, synthetic captions are non-empty, ids are unique.
+   masks of the same size with class ids below 1 + the number of shapes in
+   the schema's `object_shapes` domain for `segmentation` and 1 + the
+   number of colours in its `object_colors` domain for
+   `color_segmentation`), object lists agree in length, synthetic captions
+   are non-empty, ids are unique.
 
 Writes `OUT/statistics.tfrecord` (binary, `tfdv.load_statistics`),
 `OUT/statistics.pbtxt`, `OUT/anomalies.pbtxt` and `OUT/report.txt`, prints
@@ -121,19 +123,69 @@ def _values(example, name):
 
 
 def num_mask_classes(schema):
-    """Segmentation classes of the scenes: background + the object shapes.
+    """Classes of each segmentation mask of the scenes, from the schema.
 
-    Mask value `k` is class `k` of `training.scenes.generator.class_names()`,
-    `["background", *SHAPES]`; the schema's `object_shapes` string domain
-    lists the shapes, so the count comes from the schema.
+    `segmentation` value `k` is class `k` of
+    `training.scenes.generator.class_names()`, `["background", *SHAPES]`,
+    and `color_segmentation` value `k` is class `k` of
+    `color_class_names()`, `["background", *COLORS]`. The schema's
+    `object_shapes` and `object_colors` string domains list the shapes and
+    the colours, so the counts come from the schema.
+
+    Args:
+        schema: a `tensorflow_metadata` `Schema`.
+
+    Returns:
+        dict of mask feature name to its number of classes (background
+        included).
+
+    Raises:
+        ValueError: if the schema lacks `object_shapes` or `object_colors`.
     """
-    for feature in schema.feature:
-        if feature.name == records.OBJECT_SHAPES:
-            return 1 + len(feature.string_domain.value)
-    raise ValueError(
-        f"The schema has no `{records.OBJECT_SHAPES}` feature with the "
-        "shape names (its string domain sets the segmentation classes)."
-    )
+    domains = {feature.name: feature.string_domain for feature in schema.feature}
+    classes = {}
+    for mask, names in (
+        (records.SEGMENTATION, records.OBJECT_SHAPES),
+        (records.COLOR_SEGMENTATION, records.OBJECT_COLORS),
+    ):
+        if names not in domains:
+            raise ValueError(
+                f"The schema has no `{names}` feature with the class names "
+                f"(its string domain sets the `{mask}` classes)."
+            )
+        classes[mask] = 1 + len(domains[names].value)
+    return classes
+
+
+def _check_mask(mask_bytes, name, num_classes, image_shape, where, problem):
+    """Decodes one value of the mask feature `name`; reports problems."""
+    label = name.replace("_", " ")
+    try:
+        mask = tf.io.decode_png(mask_bytes, channels=0)
+    except (tf.errors.InvalidArgumentError, ValueError) as error:
+        message = _tf_error_message(error)
+        problem(
+            name,
+            f"Undecodable {label}",
+            f"{where}: {name} bytes do not decode as PNG ({message}).",
+        )
+        return
+    if mask.shape[-1] != 1 or (
+        image_shape is not None and tuple(mask.shape[:2]) != image_shape[:2]
+    ):
+        problem(
+            name,
+            f"{label.capitalize()} shape mismatch",
+            f"{where}: {name} mask shape {tuple(mask.shape)} does not match "
+            f"image shape {image_shape} (need H, W, 1).",
+        )
+    elif int(tf.reduce_max(mask)) >= num_classes:
+        problem(
+            name,
+            f"{label.capitalize()} class out of range",
+            f"{where}: {name} mask value {int(tf.reduce_max(mask))} >= "
+            f"{num_classes} classes.",
+        )
 
 
 def custom_checks(paths, decode_per_file, patch_size, mask_classes):
@@ -144,8 +196,8 @@ def custom_checks(paths, decode_per_file, patch_size, mask_classes):
         decode_per_file: images and masks decoded per file (the first ones);
             0 decodes none, -1 all.
         patch_size: image sides must be multiples of it (0 to skip).
-        mask_classes: segmentation values must be below it (see
-            `num_mask_classes`).
+        mask_classes: dict of mask feature name to its number of classes;
+            mask values must be below it (see `num_mask_classes`).
 
     Returns:
         `(problems, summary)`: `problems` is a list of
@@ -226,35 +278,12 @@ def custom_checks(paths, decode_per_file, patch_size, mask_classes):
                         f"{where}: image is {image_shape[0]}x{image_shape[1]}, "
                         f"not a multiple of the patch size {patch_size}.",
                     )
-            for mask_bytes in _values(example, records.SEGMENTATION):
-                summary["decoded_masks"] += 1
-                try:
-                    mask = tf.io.decode_png(mask_bytes, channels=0)
-                except (tf.errors.InvalidArgumentError, ValueError) as error:
-                    message = _tf_error_message(error)
-                    problem(
-                        records.SEGMENTATION,
-                        "Undecodable segmentation",
-                        f"{where}: segmentation bytes do not decode as PNG "
-                        f"({message}).",
-                    )
-                    continue
-                if mask.shape[-1] != 1 or (
-                    image_shape is not None
-                    and tuple(mask.shape[:2]) != image_shape[:2]
-                ):
-                    problem(
-                        records.SEGMENTATION,
-                        "Segmentation shape mismatch",
-                        f"{where}: mask shape {tuple(mask.shape)} does not "
-                        f"match image shape {image_shape} (need H, W, 1).",
-                    )
-                elif int(tf.reduce_max(mask)) >= mask_classes:
-                    problem(
-                        records.SEGMENTATION,
-                        "Segmentation class out of range",
-                        f"{where}: mask value {int(tf.reduce_max(mask))} >= "
-                        f"{mask_classes} classes.",
+            for name, num_classes in mask_classes.items():
+                for mask_bytes in _values(example, name):
+                    summary["decoded_masks"] += 1
+                    _check_mask(
+                        mask_bytes, name, num_classes, image_shape, where,
+                        problem,
                     )
     if duplicate_ids:
         problem(
