@@ -10,15 +10,18 @@ import numpy as np
 import pytest
 
 from training.scenes import evaluation
+from training.scenes.generator import BACKGROUND_COLORS
+from training.scenes.generator import COLORS
 from training.scenes.generator import SHAPES
 
 pytestmark = pytest.mark.backend_independent
 
 NUM_CLASSES = len(SHAPES) + 1
+NUM_COLOR_CLASSES = len(COLORS) + 1
 
 
 def _features(segmentation, patch_embeddings, value_patches=None, cls=None,
-              captions=None):
+              captions=None, color_segmentation=None):
     n = len(segmentation)
     dim = patch_embeddings.shape[-1]
     rng = np.random.default_rng(0)
@@ -30,15 +33,18 @@ def _features(segmentation, patch_embeddings, value_patches=None, cls=None,
             rng.normal(size=(n, dim)) if captions is None else captions),
         has_caption=np.ones(n, "float32"),
         segmentation=segmentation,
+        color_segmentation=(
+            np.zeros_like(segmentation) if color_segmentation is None
+            else color_segmentation),
     )
 
 
-def _block_scenes(n, grid=4, cell=14, seed=0):
+def _block_scenes(n, grid=4, cell=14, seed=0, num_classes=NUM_CLASSES):
     """Scenes whose classes are constant on each patch cell."""
     rng = np.random.default_rng(seed)
-    labels = rng.integers(0, NUM_CLASSES, size=(n, grid, grid))
+    labels = rng.integers(0, num_classes, size=(n, grid, grid))
     # Every class appears somewhere.
-    labels.reshape(-1)[:NUM_CLASSES] = np.arange(NUM_CLASSES)
+    labels.reshape(-1)[:num_classes] = np.arange(num_classes)
     segmentation = np.repeat(np.repeat(labels, cell, axis=1), cell, axis=2)
     return labels, segmentation.astype("uint8")
 
@@ -75,30 +81,87 @@ def test_perfect_features_score_one_and_random_features_do_not():
         segmentation[20:], (4, 4), NUM_CLASSES)
     # (The regularised probe's soft logits move a few corner pixels, either
     # way.)
-    probe = evaluation.linear_probe_miou(perfect, NUM_CLASSES)
+    probe = evaluation.linear_probe_miou(onehot, segmentation, NUM_CLASSES)
     assert abs(probe - half_ceiling) < 0.02
-    class_embeddings = np.eye(NUM_CLASSES, dtype="float32")
+    # Class 0 (the background) is one name here; the object classes 1..6.
+    embeddings = np.eye(NUM_CLASSES, dtype="float32")
     assert evaluation.zero_shot_segmentation_miou(
-        perfect, class_embeddings) == pytest.approx(ceiling)
+        onehot, segmentation, embeddings[1:], embeddings[:1]
+    ) == pytest.approx(ceiling)
 
     noise = np.random.default_rng(1).normal(size=onehot.shape).astype("float32")
-    random = _features(segmentation, noise)
-    assert evaluation.linear_probe_miou(random, NUM_CLASSES) < 0.3
-    assert evaluation.zero_shot_segmentation_miou(random, class_embeddings) < 0.3
+    assert evaluation.linear_probe_miou(noise, segmentation, NUM_CLASSES) < 0.3
+    assert evaluation.zero_shot_segmentation_miou(
+        noise, segmentation, embeddings[1:], embeddings[:1]) < 0.3
+
+
+def test_zero_shot_background_is_the_best_of_its_names():
+    # One name per background colour of the scenes.
+    assert len(evaluation.BACKGROUND_NAMES) == len(BACKGROUND_COLORS)
+    assert evaluation.BACKGROUND_NAMES[:2] == (
+        "gray background", "beige background")
+    rng = np.random.default_rng(7)
+    basis, _ = np.linalg.qr(rng.normal(size=(16, 16)))
+    objects, names = basis[:3], basis[3:6]  # classes 1..3; 3 background names
+    patches = np.stack([
+        names[1],  # the second background name
+        5.0 * names[2],  # any norm: patches are normalised
+        names[1] + 0.8 * objects[0],  # nearer a name than any object
+        objects[0] + 0.8 * names[1],  # nearer object 1 than any name
+        objects[1],
+        objects[2] + 0.3 * names[0],
+    ]).reshape(1, 2, 3, 16)
+    expected = np.array([[[0, 0, 0], [1, 2, 3]]])
+    logits = evaluation.zero_shot_patch_logits(patches, objects, names)
+    assert logits.shape == (1, 2, 3, 4)
+    np.testing.assert_array_equal(logits.argmax(-1), expected)
+    unit = patches / np.linalg.norm(patches, axis=-1, keepdims=True)
+    np.testing.assert_allclose(
+        logits[..., 0], (unit @ names.T).max(-1), atol=1e-6)
+    np.testing.assert_allclose(logits[..., 1:], unit @ objects.T, atol=1e-6)
+    # One averaged background embedding would lose patch 2 to object 1.
+    mean_name = names.mean(0) / np.linalg.norm(names.mean(0))
+    averaged = evaluation.zero_shot_patch_logits(
+        patches, objects, mean_name[None])
+    assert averaged.argmax(-1)[0, 0, 2] == 1
+
+    # The mIoU scores these logits, upsampled, against the masks; with one
+    # averaged name it would be lower.
+    segmentation = np.repeat(np.repeat(expected, 14, axis=1), 14, axis=2)
+    miou = evaluation.zero_shot_segmentation_miou(
+        patches, segmentation, objects, names)
+    assert miou == pytest.approx(
+        evaluation.patch_logits_miou(logits, segmentation, 4))
+    assert miou > evaluation.patch_logits_miou(averaged, segmentation, 4)
+    with pytest.raises(ValueError, match="background_embeddings"):
+        evaluation.zero_shot_patch_logits(patches, objects, names[:0])
 
 
 def test_trivial_baselines_on_known_masks():
     labels, segmentation = _block_scenes(20)
-    features = _features(segmentation, np.zeros(labels.shape + (4,), "float32"))
+    _, color_segmentation = _block_scenes(
+        20, seed=1, num_classes=NUM_COLOR_CLASSES)
+    features = _features(segmentation, np.zeros(labels.shape + (4,), "float32"),
+                         color_segmentation=color_segmentation)
     baselines = evaluation.trivial_baselines(features)
-    background_share = (segmentation == 0).mean()
-    # All background: IoU of class 0 is its pixel share, others 0.
-    expected = background_share / NUM_CLASSES
-    assert baselines["all_background"]["zero_shot_seg_miou"] == pytest.approx(expected)
-    assert baselines["patch_grid_ceiling"]["zero_shot_seg_miou"] == pytest.approx(
-        evaluation.patch_grid_ceiling_miou(segmentation, (4, 4), NUM_CLASSES))
-    assert baselines["patch_grid_ceiling"]["zero_shot_seg_miou"] > 0.9
-    assert baselines["all_background"]["retrieval_i2t@1_best"] == pytest.approx(1 / 20)
+    background = baselines["all_background"]
+    ceiling = baselines["patch_grid_ceiling"]
+    for suffix, masks, num_classes in (
+        ("", segmentation, NUM_CLASSES),
+        ("_color", color_segmentation, NUM_COLOR_CLASSES),
+    ):
+        # All background: IoU of class 0 is its pixel share, others 0 (every
+        # class occurs in the masks).
+        for key, scored in ((f"zero_shot_seg_miou{suffix}", masks),
+                            (f"linear_probe_seg_miou{suffix}", masks[10:])):
+            assert background[key] == pytest.approx(
+                (scored == 0).mean() / num_classes), key
+            assert ceiling[key] == pytest.approx(
+                evaluation.patch_grid_ceiling_miou(scored, (4, 4), num_classes))
+            assert ceiling[key] > 0.9
+    assert background["zero_shot_seg_miou_color"] != pytest.approx(
+        background["zero_shot_seg_miou"])
+    assert background["retrieval_i2t@1_best"] == pytest.approx(1 / 20)
 
 
 def test_retrieval_and_classification_on_planted_embeddings():
@@ -131,7 +194,7 @@ def test_probe_is_converged_and_independent_of_feature_noise_at_1e_6():
     for scale in (0.0, 1e-6):
         noisy = features + scale * rng.normal(size=features.shape)
         scores.append(evaluation.linear_probe_miou(
-            _features(segmentation, noisy.astype("float32")), NUM_CLASSES))
+            noisy.astype("float32"), segmentation, NUM_CLASSES))
     assert 0.2 < scores[0] < 1.0
     assert abs(scores[0] - scores[1]) < 1e-3
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tools.evaluate import METRIC_COLUMNS
 from training import train as train_lib
 from training.config import PretrainConfig
 from training.metrics_log import read_metrics
@@ -96,7 +97,9 @@ def test_held_out_evaluation_is_logged_every_n_steps(learning_run):
     assert [r["step"] for r in evaluations] == [STEPS // 2, STEPS]
     for record in evaluations:
         assert record["eval/num_scenes"] == 24
-        assert 0.0 <= record["eval/zero_shot_seg_miou"] <= 1.0
+        # Every column of the evaluation table, colour classes included.
+        for key, _ in METRIC_COLUMNS:
+            assert 0.0 <= record[f"eval/{key}"] <= 1.0, key
         assert record["eval/seconds"] > 0
 
 

@@ -1,7 +1,8 @@
 """Evaluate a TIPS preset on held-out synthetic scenes.
 
 Prints a results table (zero-shot classification, retrieval recall,
-zero-shot and linear-probe segmentation mIoU) with, in the same table, the
+zero-shot and linear-probe segmentation mIoU with the objects' shapes and,
+separately, their colours as the classes) with, in the same table, the
 same metrics for the same architecture at initialisation (random weights),
 the trivial answers (all background, majority class, chance recall) and the
 ceiling of a perfect per-patch labelling at the model's patch grid; writes
@@ -38,8 +39,10 @@ def format_table(rows, columns):
 
 
 METRIC_COLUMNS = (
-    ("zero_shot_seg_miou", "zero-shot seg mIoU"),
-    ("linear_probe_seg_miou", "linear-probe seg mIoU"),
+    ("zero_shot_seg_miou", "zero-shot seg mIoU (shapes)"),
+    ("linear_probe_seg_miou", "linear-probe seg mIoU (shapes)"),
+    ("zero_shot_seg_miou_color", "zero-shot seg mIoU (colours)"),
+    ("linear_probe_seg_miou_color", "linear-probe seg mIoU (colours)"),
     ("retrieval_i2t@1_best", "image->text R@1"),
     ("retrieval_t2i@1_second_cls", "text->image R@1 (2nd CLS)"),
     ("zero_shot_acc_both_cls", "zero-shot acc (both CLS)"),

@@ -5,9 +5,9 @@ Same data and steps for every run; only the loss weights change:
 (c) dual embedding with both, (d) (c) + self-distillation, (e) (d) +
 masked image modeling (full TIPS). Each row is trained with every seed of
 `--seeds` (weights and data order); the table gives the mean and, in
-brackets, the range (min-max) over the seeds of zero-shot segmentation
-mIoU, linear-probe mIoU, retrieval recall@1 and zero-shot accuracy, and
-the wall time of the whole run.
+brackets, the range (min-max) over the seeds of zero-shot and linear-probe
+segmentation mIoU (shape classes and colour classes), retrieval recall@1
+and zero-shot accuracy, and the wall time of the whole run.
 
 Usage:
     python -m tools.run_ablation --data 'runs/main/data/train-*.tfrecord' \

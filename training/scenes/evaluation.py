@@ -5,11 +5,20 @@ Four measurements, each from frozen features of one model:
   the second or both CLS embeddings, with an ensemble of prompt templates;
 - image-text retrieval recall@1/5 against the scenes' synthetic captions;
 - zero-shot semantic segmentation mIoU from value-attention patch
-  embeddings against one text embedding per class (background included);
+  embeddings against one text embedding per object class and, for the
+  background, the best of the background colours' names
+  (`BACKGROUND_NAMES`);
 - linear-probe segmentation mIoU: a softmax classifier on frozen patch
   embeddings, fitted to convergence on one half of the scenes (its L2
   penalty chosen by cross-validation on that half only) and scored on the
   other.
+
+Both segmentation metrics are measured twice: with the objects' shapes as
+the classes (`segmentation`, `class_names()`; the keys without a suffix)
+and with their colours (`color_segmentation`, `color_class_names()`; the
+keys ending in `_color`). A patch inside a large object shows its colour
+but rarely its shape, so the colour classes are the ones a per-patch
+labelling can follow.
 
 Beside a model's numbers, `trivial_baselines` gives what needs no model
 (all-background segmentation, majority class, chance recall, and the
@@ -30,6 +39,8 @@ from keras_tips.tasks.retrieval import recall_at_k
 from keras_tips.tasks.zero_shot import class_text_embeddings
 from keras_tips.normalization import l2_normalize_numpy
 from training.pipelines import make_eval_dataset
+from training.scenes.generator import BACKGROUND_COLORS
+from training.scenes.generator import COLORS
 from training.scenes.generator import SHAPES
 
 SHAPE_PROMPTS = (
@@ -39,7 +50,17 @@ SHAPE_PROMPTS = (
     "a {} on a background.",
     "a picture showing a {}.",
 )
-BACKGROUND_NAME = "plain background"
+COLOR_PROMPTS = (
+    "a {} object.",
+    "a {} shape.",
+    "something {}.",
+    "a {} thing on a background.",
+)
+# The background class is named by the background colours, one name each,
+# and scored as the best of them (as SCLIP and ClearCLIP name VOC's
+# background by a list of stuff classes).
+BACKGROUND_NAMES = tuple(f"{name} background" for name in BACKGROUND_COLORS)
+BACKGROUND_PROMPTS = ("a {}.", "an image of a {}.")
 
 
 @dataclasses.dataclass
@@ -51,7 +72,8 @@ class SceneFeatures:
     value_patches: np.ndarray  # (N, h, w, D)
     caption_embeddings: np.ndarray  # (N, D), first synthetic caption
     has_caption: np.ndarray  # (N,)
-    segmentation: np.ndarray  # (N, H, W) class ids, 0 = background
+    segmentation: np.ndarray  # (N, H, W) shape class ids, 0 = background
+    color_segmentation: np.ndarray  # (N, H, W) colour class ids, 0 = background
 
 
 def load_eval_batches(tokenizer, file_pattern, image_size, batch_size=32,
@@ -60,7 +82,8 @@ def load_eval_batches(tokenizer, file_pattern, image_size, batch_size=32,
 
     Each batch holds `images`, the first synthetic caption's
     `synthetic_token_ids` / `synthetic_padding_mask` /
-    `has_synthetic_caption` and the `segmentation` masks. Several models
+    `has_synthetic_caption` and the `segmentation` (shape classes) and
+    `color_segmentation` (colour classes) masks. Several models
     are evaluated on the same batches (reading the shards again would
     re-create the tokenizer's in-graph resources).
     """
@@ -70,7 +93,7 @@ def load_eval_batches(tokenizer, file_pattern, image_size, batch_size=32,
         sequence_length=sequence_length,
     )
     keys = ("images", "synthetic_token_ids", "synthetic_padding_mask",
-            "has_synthetic_caption", "segmentation")
+            "has_synthetic_caption", "segmentation", "color_segmentation")
     batches, seen = [], 0
     for batch in dataset.as_numpy_iterator():
         batches.append({key: batch[key] for key in keys})
@@ -100,6 +123,7 @@ def extract_features(backbone, batches, max_scenes=None):
         parts["caption_embeddings"].append(ops.convert_to_numpy(text))
         parts["has_caption"].append(batch["has_synthetic_caption"])
         parts["segmentation"].append(batch["segmentation"])
+        parts["color_segmentation"].append(batch["color_segmentation"])
     features = {k: np.concatenate(v)[:max_scenes] for k, v in parts.items()}
     return SceneFeatures(**features)
 
@@ -185,12 +209,58 @@ def patch_logits_miou(patch_logits, segmentation, num_classes, batch=64):
     return mean_iou(np.concatenate(predictions), segmentation, num_classes)
 
 
-def zero_shot_segmentation_miou(features, class_embeddings):
-    """mIoU of per-patch nearest class text embedding, upsampled."""
-    patches = l2_normalize_numpy(features.value_patches)
-    logits = patches @ class_embeddings.T
-    return patch_logits_miou(
-        logits, features.segmentation, len(class_embeddings))
+def zero_shot_patch_logits(value_patches, class_embeddings,
+                           background_embeddings):
+    """Zero-shot patch logits: class 0 the background, then the objects.
+
+    A patch's logit for object class `k` (1-based) is its cosine with
+    `class_embeddings[k - 1]`; its background logit is its largest cosine
+    with any of `background_embeddings`, one per name of the background.
+
+    Args:
+        value_patches: `(N, h, w, D)` patch embeddings (normalised here).
+        class_embeddings: `(C - 1, D)` unit text embeddings of the object
+            classes, in mask order (mask value `k` is row `k - 1`).
+        background_embeddings: `(B, D)` unit text embeddings of the
+            background's names (`BACKGROUND_NAMES`), `B >= 1`.
+
+    Returns:
+        `(N, h, w, C)` cosine logits.
+    """
+    if len(background_embeddings) < 1:
+        raise ValueError("`background_embeddings` needs at least one name.")
+    patches = l2_normalize_numpy(value_patches)
+    background = (patches @ background_embeddings.T).max(-1, keepdims=True)
+    return np.concatenate([background, patches @ class_embeddings.T], -1)
+
+
+def zero_shot_segmentation_miou(value_patches, segmentation, class_embeddings,
+                                background_embeddings):
+    """mIoU of zero-shot segmentation from text embeddings, upsampled.
+
+    The protocol: every patch's value-attention embedding is scored
+    against the text embeddings by cosine (`zero_shot_patch_logits`):
+    each object class by its own embedding, the background by the best of
+    its names' embeddings (the scenes' backgrounds come in several colours,
+    and each is named by its own). The patch logits are upsampled
+    bilinearly to the masks' resolution and arg-maxed per pixel
+    (`patch_logits_miou`).
+
+    Args:
+        value_patches: `(N, h, w, D)` value-attention patch embeddings.
+        segmentation: `(N, H, W)` masks, 0 = background, `k` = object
+            class `k`.
+        class_embeddings: `(C - 1, D)` unit text embeddings of the object
+            classes (mask values `1 .. C - 1`).
+        background_embeddings: `(B, D)` unit text embeddings of the
+            background's names.
+
+    Returns:
+        float, mIoU over the `C` classes.
+    """
+    logits = zero_shot_patch_logits(
+        value_patches, class_embeddings, background_embeddings)
+    return patch_logits_miou(logits, segmentation, logits.shape[-1])
 
 
 def patch_labels(segmentation, grid, num_classes=None):
@@ -368,22 +438,31 @@ def choose_probe_l2(patches, labels, num_classes,
     return chosen, scores
 
 
-def linear_probe_miou(features, num_classes, l2=None):
+def linear_probe_miou(patches, segmentation, num_classes, l2=None):
     """Fit on the first half of the scenes, score pixel mIoU on the second.
 
     The probe sees only the first half: its L2 penalty is chosen there by
     cross-validation (`choose_probe_l2`) unless `l2` is given, then it is
     refitted on the whole first half. Its patch logits on the second half
     are upsampled bilinearly to the masks' resolution.
+
+    Args:
+        patches: `(N, h, w, D)` frozen patch embeddings.
+        segmentation: `(N, H, W)` class masks (shape or colour classes).
+        num_classes: int, classes of the masks (background included).
+        l2: optional float, the probe's L2 penalty (default: chosen by
+            cross-validation on the first half).
+
+    Returns:
+        float, pixel mIoU on the second half of the scenes.
     """
-    patches = features.patch_embeddings
     n, gh, gw, dim = patches.shape
     if n < 2 * PROBE_FOLDS:
         raise ValueError(
             f"The linear probe needs at least {2 * PROBE_FOLDS} scenes; "
             f"received {n}."
         )
-    labels = patch_labels(features.segmentation, (gh, gw), num_classes)
+    labels = patch_labels(segmentation, (gh, gw), num_classes)
     half = n // 2
     if l2 is None:
         l2, _ = choose_probe_l2(patches[:half], labels[:half], num_classes)
@@ -392,8 +471,7 @@ def linear_probe_miou(features, num_classes, l2=None):
         num_classes, l2=l2,
     )
     logits = probe(patches[half:].reshape(-1, dim)).reshape(n - half, gh, gw, -1)
-    return patch_logits_miou(
-        logits, features.segmentation[half:], num_classes)
+    return patch_logits_miou(logits, segmentation[half:], num_classes)
 
 
 def all_background_miou(segmentation, num_classes):
@@ -434,12 +512,20 @@ def evaluate_scenes(backbone, tokenizer, file_pattern, image_size,
 
 
 def evaluate_features(backbone, tokenizer, features):
-    """`evaluate_scenes` on features already extracted with `backbone`."""
-    num_classes = len(SHAPES) + 1
+    """`evaluate_scenes` on features already extracted with `backbone`.
+
+    Segmentation keys without a suffix score the shape classes
+    (`features.segmentation`), keys ending in `_color` the colour classes
+    (`features.color_segmentation`); shape names are embedded with
+    `SHAPE_PROMPTS`, colour names with `COLOR_PROMPTS` and the background's
+    names (`BACKGROUND_NAMES`) with `BACKGROUND_PROMPTS`.
+    """
     shape_embeddings = class_text_embeddings(
         backbone, tokenizer, list(SHAPES), SHAPE_PROMPTS)
-    segmentation_classes = class_text_embeddings(
-        backbone, tokenizer, [BACKGROUND_NAME, *SHAPES], SHAPE_PROMPTS)
+    color_embeddings = class_text_embeddings(
+        backbone, tokenizer, list(COLORS), COLOR_PROMPTS)
+    background_embeddings = class_text_embeddings(
+        backbone, tokenizer, list(BACKGROUND_NAMES), BACKGROUND_PROMPTS)
     accuracy = zero_shot_accuracy(features, shape_embeddings)
     retrieval = retrieval_recall(features)
     metrics = {
@@ -447,10 +533,16 @@ def evaluate_features(backbone, tokenizer, features):
         "zero_shot_acc_first_cls": accuracy["first"],
         "zero_shot_acc_second_cls": accuracy["second"],
         "zero_shot_acc_both_cls": accuracy["both"],
-        "zero_shot_seg_miou": zero_shot_segmentation_miou(
-            features, segmentation_classes),
-        "linear_probe_seg_miou": linear_probe_miou(features, num_classes),
     }
+    for suffix, segmentation, embeddings in (
+        ("", features.segmentation, shape_embeddings),
+        ("_color", features.color_segmentation, color_embeddings),
+    ):
+        metrics[f"zero_shot_seg_miou{suffix}"] = zero_shot_segmentation_miou(
+            features.value_patches, segmentation, embeddings,
+            background_embeddings)
+        metrics[f"linear_probe_seg_miou{suffix}"] = linear_probe_miou(
+            features.patch_embeddings, segmentation, len(embeddings) + 1)
     for cls_name, values in retrieval.items():
         for key, value in values.items():
             metrics[f"retrieval_{key}_{cls_name}_cls"] = value
@@ -462,35 +554,39 @@ def evaluate_features(backbone, tokenizer, features):
 def trivial_baselines(features):
     """Scores that need no model, on the same scenes as `evaluate_features`.
 
-    `all_background`: every pixel background (segmentation mIoU); the
-    majority dominant shape for classification; chance recall@1 (one
-    caption in `n`). `patch_grid_ceiling`: the perfect per-patch labelling
-    at the features' patch grid (`patch_grid_ceiling_miou`).
+    `all_background`: every pixel background (segmentation mIoU, shape
+    and colour classes); the majority dominant shape for classification;
+    chance recall@1 (one caption in `n`). `patch_grid_ceiling`: the
+    perfect per-patch labelling at the features' patch grid
+    (`patch_grid_ceiling_miou`), for both class sets. The probe's keys are
+    scored on the second half of the scenes, as the probe is.
     """
-    num_classes = len(SHAPES) + 1
-    segmentation = features.segmentation
     grid = features.patch_embeddings.shape[1:3]
-    labels = dominant_shape_labels(segmentation)
+    labels = dominant_shape_labels(features.segmentation)
     majority = float(np.bincount(labels, minlength=len(SHAPES)).max() / len(labels))
     num_captions = int((features.has_caption > 0).sum())
-    half = len(segmentation) // 2
-    background = all_background_miou(segmentation, num_classes)
-    background_probe_half = all_background_miou(segmentation[half:], num_classes)
-    return {
+    half = len(features.segmentation) // 2
+    baselines = {
         "all_background": {
-            "zero_shot_seg_miou": background,
-            "linear_probe_seg_miou": background_probe_half,
             "zero_shot_acc_both_cls": majority,
             "retrieval_i2t@1_best": 1.0 / max(num_captions, 1),
             "retrieval_t2i@1_second_cls": 1.0 / max(num_captions, 1),
         },
-        "patch_grid_ceiling": {
-            "zero_shot_seg_miou": patch_grid_ceiling_miou(
-                segmentation, grid, num_classes),
-            "linear_probe_seg_miou": patch_grid_ceiling_miou(
-                segmentation[half:], grid, num_classes),
-        },
+        "patch_grid_ceiling": {},
     }
+    for suffix, segmentation, num_classes in (
+        ("", features.segmentation, len(SHAPES) + 1),
+        ("_color", features.color_segmentation, len(COLORS) + 1),
+    ):
+        for key, masks in (
+            (f"zero_shot_seg_miou{suffix}", segmentation),
+            (f"linear_probe_seg_miou{suffix}", segmentation[half:]),
+        ):
+            baselines["all_background"][key] = all_background_miou(
+                masks, num_classes)
+            baselines["patch_grid_ceiling"][key] = patch_grid_ceiling_miou(
+                masks, grid, num_classes)
+    return baselines
 
 
 def baseline_metrics(backbone, tokenizer, batches, features, max_scenes=None):
