@@ -10,6 +10,7 @@ import pytest
 
 from tools import supervised_ceiling
 from training.scenes import evaluation
+from training.scenes import generator
 from training.scenes.generator import SceneConfig
 from training.scenes.shards import write_scene_shards
 
@@ -37,7 +38,8 @@ def test_foreground_only_labels_every_object_with_the_majority_class():
     assert got == pytest.approx(ceiling * 1.5 / 3, abs=0.03)
 
 
-def test_tool_trains_and_writes_its_table(tmp_path):
+@pytest.mark.parametrize("classes", ["shape", "color"])
+def test_tool_trains_and_writes_its_table(tmp_path, classes):
     config = SceneConfig(image_size=28, max_objects=2, object_scale=1.7)
     write_scene_shards(str(tmp_path), num_scenes=64, num_shards=1,
                        seed=0, config=config, num_workers=1)
@@ -54,12 +56,25 @@ def test_tool_trains_and_writes_its_table(tmp_path):
          "--config", str(tmp_path / "config.json"),
          "--train_data", str(tmp_path / "train-*.tfrecord"),
          "--eval_data", str(tmp_path / "eval-*.tfrecord"),
-         "--steps", "4", "--batch_size", "16", "--output", str(out)],
+         "--steps", "4", "--batch_size", "16", "--output", str(out),
+         "--classes", classes],
         capture_output=True, text=True, timeout=600,
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "| perfect per-patch labels (ceiling) |" in result.stdout
+    title = {"shape": "shape classes", "color": "colour classes"}[classes]
+    assert f"| held-out segmentation ({title}) | mIoU |" in result.stdout
     metrics = json.loads(out.read_text())
+    assert metrics["classes"] == classes
+    # Scored on that class set's masks (28 px scenes, 28 px crops).
+    scenes = [generator.generate_scene(generator.scene_rng(1, "eval", i), config)
+              for i in range(16)]
+    masks = np.stack([s.mask if classes == "shape" else s.color_mask
+                      for s in scenes])
+    num_classes = len(generator.class_names() if classes == "shape"
+                      else generator.color_class_names())
+    assert metrics["all_background_miou"] == pytest.approx(
+        evaluation.all_background_miou(masks, num_classes))
     assert metrics["steps"] == 4
     assert metrics["num_train_scenes"] == 64
     assert metrics["num_eval_scenes"] == 16

@@ -7,7 +7,9 @@ like the pretraining's, then scores held-out mIoU exactly as
 `training.scenes.evaluation` scores the linear probe (patch logits upsampled
 bilinearly). Self-supervised features cannot be expected to beat full
 supervision of the same model for the same number of steps, so this bounds
-what a pretraining run of that budget can show on these classes.
+what a pretraining run of that budget can show on these classes: the
+objects' shapes (`--classes shape`, the default, the `segmentation` masks)
+or their colours (`--classes color`, the `color_segmentation` masks).
 
 The table also has two labellings that need no model: a perfect
 foreground/background split with every foreground patch labelled as the
@@ -17,7 +19,8 @@ most frequent training class (what knowing *where* objects are, but not
 Usage:
     python tools/supervised_ceiling.py --config configs/tiny_scenes.json \
         --train_data 'runs/main/data/train-*.tfrecord' \
-        --eval_data 'runs/main/data/eval-*.tfrecord' --steps 500
+        --eval_data 'runs/main/data/eval-*.tfrecord' --steps 500 \
+        --classes color
 """
 
 import argparse
@@ -27,13 +30,26 @@ import time
 
 import numpy as np
 
+from training.scenes import generator
 
-def _read_scenes(tokenizer, pattern, image_size):
+
+# Each `--classes`: the masks of `load_eval_batches` that hold it, its
+# number of classes (background included) and its name in the table.
+CLASS_SETS = {
+    "shape": ("segmentation", len(generator.class_names()), "shape classes"),
+    "color": (
+        "color_segmentation", len(generator.color_class_names()),
+        "colour classes",
+    ),
+}
+
+
+def _read_scenes(tokenizer, pattern, image_size, mask_key):
     from training.scenes import evaluation
 
     batches = evaluation.load_eval_batches(tokenizer, pattern, image_size, 64)
     images = np.concatenate([b["images"] for b in batches])
-    masks = np.concatenate([b["segmentation"] for b in batches])
+    masks = np.concatenate([b[mask_key] for b in batches])
     return images, masks
 
 
@@ -53,21 +69,29 @@ def foreground_only_miou(train_labels, masks, grid, num_classes):
 
 
 def run(config, train_pattern, eval_pattern, tokenizer_path, steps,
-        learning_rate, batch_size, seed):
-    """Trains the supervised model; returns a dict of metrics."""
+        learning_rate, batch_size, seed, classes="shape"):
+    """Trains the supervised model; returns a dict of metrics.
+
+    `classes` is a key of `CLASS_SETS`: `"shape"` or `"color"`.
+    """
     import keras
 
     from training.scenes import evaluation
     from training import models
     from training import train
-    from training.scenes import generator
 
-    num_classes = len(generator.class_names())
+    if classes not in CLASS_SETS:
+        raise ValueError(
+            f"`classes` must be one of {sorted(CLASS_SETS)}, got {classes!r}."
+        )
+    mask_key, num_classes, _ = CLASS_SETS[classes]
     image_size = config.global_crop_size
     grid = (image_size // config.patch_size,) * 2
     tokenizer = train.load_tokenizer(tokenizer_path, config.text_max_length)
-    train_images, train_masks = _read_scenes(tokenizer, train_pattern, image_size)
-    eval_images, eval_masks = _read_scenes(tokenizer, eval_pattern, image_size)
+    train_images, train_masks = _read_scenes(
+        tokenizer, train_pattern, image_size, mask_key)
+    eval_images, eval_masks = _read_scenes(
+        tokenizer, eval_pattern, image_size, mask_key)
     train_labels = evaluation.patch_labels(train_masks, grid, num_classes)
 
     keras.utils.set_random_seed(seed)
@@ -90,6 +114,7 @@ def run(config, train_pattern, eval_pattern, tokenizer_path, steps,
     seconds = time.time() - start
     eval_logits = model.predict(eval_images, batch_size=64, verbose=0)
     return {
+        "classes": classes,
         "steps": epochs * steps_per_epoch,
         "train_seconds": round(seconds, 1),
         "final_train_loss": float(history.history["loss"][-1]),
@@ -119,6 +144,10 @@ def main(argv=None):
     parser.add_argument("--learning_rate", type=float, default=5e-4)
     parser.add_argument("--batch_size", type=int, default=32)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--classes", choices=sorted(CLASS_SETS),
+                        default="shape",
+                        help="segmentation classes: the objects' shapes "
+                        "(default) or their colours")
     parser.add_argument("--output", help="write the metrics here as JSON")
     args = parser.parse_args(argv)
     if args.steps < 1 or args.batch_size < 1:
@@ -133,7 +162,8 @@ def main(argv=None):
     with open(args.config) as f:
         config = PretrainConfig.from_dict(json.load(f))
     metrics = run(config, args.train_data, args.eval_data, args.tokenizer,
-                  args.steps, args.learning_rate, args.batch_size, args.seed)
+                  args.steps, args.learning_rate, args.batch_size, args.seed,
+                  args.classes)
     rows = (
         ("same architecture, supervised per-patch labels, "
          f"{metrics['steps']} steps", metrics["supervised_miou"]),
@@ -143,7 +173,8 @@ def main(argv=None):
         ("perfect per-patch labels (ceiling)",
          metrics["patch_grid_ceiling_miou"]),
     )
-    print("| held-out segmentation | mIoU |\n|---|---|")
+    title = CLASS_SETS[args.classes][2]
+    print(f"| held-out segmentation ({title}) | mIoU |\n|---|---|")
     for name, value in rows:
         print(f"| {name} | {value:.3f} |")
     print(f"final training loss {metrics['final_train_loss']:.4f}, "
