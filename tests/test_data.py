@@ -587,6 +587,24 @@ def test_scene_masks_round_trip_through_shards_to_the_eval_dataset(
             half["color_segmentation"][index], scene.color_mask[1::2, 1::2])
 
 
+def test_scene_evaluation_names_shards_without_colour_masks(
+    tmp_path, tokenizer
+):
+    from training.scenes import evaluation
+
+    image = np.zeros((28, 28, 3), np.uint8)
+    mask = _encode(np.zeros((28, 28), np.uint8), "PNG")
+    records = [
+        _example(_encode(image, "PNG"), synthetic=[b"a red circle"],
+                 example_id=f"old-{i}".encode(), segmentation=mask)
+        for i in range(3)
+    ]
+    _write(tmp_path / "eval-00000.tfrecord", records)
+    with pytest.raises(ValueError, match=r"3 of the 3 .*`color_segmentation`.*make_scenes"):
+        evaluation.load_eval_batches(
+            tokenizer, str(tmp_path / "eval-*.tfrecord"), 28, 2)
+
+
 # ---------------------------------------------------------------------------
 # Augmentation building blocks against independent references.
 

@@ -98,8 +98,9 @@ def test_perfect_features_score_one_and_random_features_do_not():
 def test_zero_shot_background_is_the_best_of_its_names():
     # One name per background colour of the scenes.
     assert len(evaluation.BACKGROUND_NAMES) == len(BACKGROUND_COLORS)
-    assert evaluation.BACKGROUND_NAMES[:2] == (
-        "gray background", "beige background")
+    assert evaluation.BACKGROUND_NAMES[:4] == (
+        "a gray background", "a beige background", "a slate background",
+        "an olive background")
     rng = np.random.default_rng(7)
     basis, _ = np.linalg.qr(rng.normal(size=(16, 16)))
     objects, names = basis[:3], basis[3:6]  # classes 1..3; 3 background names

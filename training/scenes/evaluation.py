@@ -58,9 +58,13 @@ COLOR_PROMPTS = (
 )
 # The background class is named by the background colours, one name each,
 # and scored as the best of them (as SCLIP and ClearCLIP name VOC's
-# background by a list of stuff classes).
-BACKGROUND_NAMES = tuple(f"{name} background" for name in BACKGROUND_COLORS)
-BACKGROUND_PROMPTS = ("a {}.", "an image of a {}.")
+# background by a list of stuff classes). Names carry their article
+# ("an olive background"), phrased as the captions phrase them.
+BACKGROUND_NAMES = tuple(
+    f"{'an' if name[0] in 'aeiou' else 'a'} {name} background"
+    for name in BACKGROUND_COLORS
+)
+BACKGROUND_PROMPTS = ("{}.", "on {}.")
 
 
 @dataclasses.dataclass
@@ -94,14 +98,26 @@ def load_eval_batches(tokenizer, file_pattern, image_size, batch_size=32,
     )
     keys = ("images", "synthetic_token_ids", "synthetic_padding_mask",
             "has_synthetic_caption", "segmentation", "color_segmentation")
-    batches, seen = [], 0
+    batches, seen, unmasked = [], 0, {}
     for batch in dataset.as_numpy_iterator():
         batches.append({key: batch[key] for key in keys})
         seen += len(batch["images"])
+        for key in ("segmentation", "color_segmentation"):
+            missing = int((batch[f"has_{key}"] == 0).sum())
+            unmasked[key] = unmasked.get(key, 0) + missing
         if max_scenes and seen >= max_scenes:
             break
     if not seen:
         raise ValueError(f"No evaluation scenes were read from {file_pattern!r}.")
+    for key, missing in unmasked.items():
+        if missing:
+            raise ValueError(
+                f"{missing} of the {seen} evaluation scenes read from "
+                f"{file_pattern!r} have no `{key}` mask, which the scene "
+                "metrics need. Shards written before colour masks existed "
+                "lack `color_segmentation`; write them again with "
+                "`python -m tools.make_scenes`."
+            )
     return batches
 
 
