@@ -65,6 +65,13 @@ BACKGROUND_NAMES = tuple(
     for name in BACKGROUND_COLORS
 )
 BACKGROUND_PROMPTS = ("{}.", "on {}.")
+# The two segmentation class sets: metric-key suffix -> (the
+# `SceneFeatures` field holding their masks, the object class names in
+# mask order (mask value `k` is name `k - 1`), their prompt templates).
+CLASS_SETS = {
+    "": ("segmentation", SHAPES, SHAPE_PROMPTS),
+    "_color": ("color_segmentation", tuple(COLORS), COLOR_PROMPTS),
+}
 
 
 @dataclasses.dataclass
@@ -102,7 +109,7 @@ def load_eval_batches(tokenizer, file_pattern, image_size, batch_size=32,
     for batch in dataset.as_numpy_iterator():
         batches.append({key: batch[key] for key in keys})
         seen += len(batch["images"])
-        for key in ("segmentation", "color_segmentation"):
+        for key, _, _ in CLASS_SETS.values():
             missing = int((batch[f"has_{key}"] == 0).sum())
             unmasked[key] = unmasked.get(key, 0) + missing
         if max_scenes and seen >= max_scenes:
@@ -536,13 +543,13 @@ def evaluate_features(backbone, tokenizer, features):
     `SHAPE_PROMPTS`, colour names with `COLOR_PROMPTS` and the background's
     names (`BACKGROUND_NAMES`) with `BACKGROUND_PROMPTS`.
     """
-    shape_embeddings = class_text_embeddings(
-        backbone, tokenizer, list(SHAPES), SHAPE_PROMPTS)
-    color_embeddings = class_text_embeddings(
-        backbone, tokenizer, list(COLORS), COLOR_PROMPTS)
+    class_embeddings = {
+        suffix: class_text_embeddings(backbone, tokenizer, list(names), prompts)
+        for suffix, (_, names, prompts) in CLASS_SETS.items()
+    }
     background_embeddings = class_text_embeddings(
         backbone, tokenizer, list(BACKGROUND_NAMES), BACKGROUND_PROMPTS)
-    accuracy = zero_shot_accuracy(features, shape_embeddings)
+    accuracy = zero_shot_accuracy(features, class_embeddings[""])
     retrieval = retrieval_recall(features)
     metrics = {
         "num_scenes": int(len(features.segmentation)),
@@ -550,10 +557,9 @@ def evaluate_features(backbone, tokenizer, features):
         "zero_shot_acc_second_cls": accuracy["second"],
         "zero_shot_acc_both_cls": accuracy["both"],
     }
-    for suffix, segmentation, embeddings in (
-        ("", features.segmentation, shape_embeddings),
-        ("_color", features.color_segmentation, color_embeddings),
-    ):
+    for suffix, (field, _, _) in CLASS_SETS.items():
+        segmentation = getattr(features, field)
+        embeddings = class_embeddings[suffix]
         metrics[f"zero_shot_seg_miou{suffix}"] = zero_shot_segmentation_miou(
             features.value_patches, segmentation, embeddings,
             background_embeddings)
@@ -590,10 +596,9 @@ def trivial_baselines(features):
         },
         "patch_grid_ceiling": {},
     }
-    for suffix, segmentation, num_classes in (
-        ("", features.segmentation, len(SHAPES) + 1),
-        ("_color", features.color_segmentation, len(COLORS) + 1),
-    ):
+    for suffix, (field, names, _) in CLASS_SETS.items():
+        segmentation = getattr(features, field)
+        num_classes = len(names) + 1
         for key, masks in (
             (f"zero_shot_seg_miou{suffix}", segmentation),
             (f"linear_probe_seg_miou{suffix}", segmentation[half:]),
