@@ -14,8 +14,7 @@ start=$(date +%s)
 stamp() { echo "[$(( $(date +%s) - start ))s] $*"; }
 
 stamp "Installing (.venv, .venv-tfdv)"
-bash tools/setup_env.sh
-bash tools/setup_tfdv_env.sh
+bash tools/setup_envs.sh
 py=.venv/bin/python
 
 stamp "Making synthetic scenes"

@@ -5,8 +5,7 @@
 # number of pytest-xdist worker processes (default 2, 0 for none).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash tools/setup_env.sh
-bash tools/setup_tfdv_env.sh
+bash tools/setup_envs.sh
 export TF_CPP_MIN_LOG_LEVEL=3 PYTHONHASHSEED=0
 status=0
 for backend in jax tensorflow torch; do
