@@ -28,7 +28,9 @@ skimage_data = pytest.importorskip("skimage.data")
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 BACKEND = keras.backend.backend()
-LABELS = ["cat", "wooden floor", "wall"]
+# "a|b": one class named by synonyms, scored by the best of them.
+LABELS = ["cat|kitten", "wooden floor", "wall|background"]
+LABEL_GROUPS = [["cat", "kitten"], "wooden floor", ["wall", "background"]]
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +79,7 @@ def _photo_commands(preset_path, photos, out):
         ],
         "classify": [
             "classify", photos["astronaut"], photos["coffee"],
-            "--labels", "astronaut", "coffee cup", "cat", "--top-k", "2",
+            "--labels", "astronaut", "coffee cup|mug", "cat", "--top-k", "2",
             "--cls", "both", "--templates", "single",
             "--output", str(out / "classes.json"), *preset,
         ],
@@ -235,7 +237,7 @@ def test_segment_writes_coloured_mask_and_legend(subprocess_runs, tiny_preset,
     from keras_tips.tasks import TIPSZeroShotSegmenter
 
     segmenter = TIPSZeroShotSegmenter(
-        backbone, LABELS,
+        backbone, LABEL_GROUPS,
         preprocessor=keras_tips.TIPSPreprocessor(tokenizer=tokenizer),
         prompt_templates=TCL_PROMPT_TEMPLATES,
     )
@@ -256,7 +258,9 @@ def test_classify_writes_ranked_labels(photo_runs, tiny_preset, photos):
     from keras_tips.tasks import SINGLE_PROMPT_TEMPLATE
     from keras_tips.tasks import TIPSZeroShotClassifier
 
-    labels = ["astronaut", "coffee cup", "cat"]
+    labels = ["astronaut", ["coffee cup", "mug"], "cat"]
+    given = {"astronaut": "astronaut", "coffee cup": "coffee cup|mug",
+             "cat": "cat"}
     classifier = TIPSZeroShotClassifier(
         backbone, labels,
         preprocessor=keras_tips.TIPSPreprocessor(tokenizer=tokenizer),
@@ -270,7 +274,7 @@ def test_classify_writes_ranked_labels(photo_runs, tiny_preset, photos):
             _pixels(converter, entry["image"])[None], top_k=2
         )[0]
         assert [item["label"] for item in entry["labels"]] == [
-            name for name, _ in expected
+            given[name] for name, _ in expected
         ]
         np.testing.assert_allclose(probabilities, [p for _, p in expected],
                                    atol=1e-4)
@@ -341,6 +345,8 @@ def test_embed_texts_in_process(tiny_preset, tmp_path, capsys):
         (["classify", "IMAGE", "--output", "r.json"], "give class names"),
         (["segment", "IMAGE", "--labels", "a", "--output", "m.jpg"],
          "--output must end with .png"),
+        (["classify", "IMAGE", "--labels", "a|", "b"], "empty synonym"),
+        (["classify", "IMAGE", "--labels", "a|b", "b"], "duplicates"),
         (["pca", "nowhere.png", "--output", "p.png"], "image not found"),
         (["convert", "--vision", "v.npz"], "missing --text, --tokenizer"),
         (["convert", "no_such_preset"], "unknown preset"),

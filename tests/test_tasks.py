@@ -369,6 +369,63 @@ def test_segment_masks_have_input_size_for_any_image_size(segmenter):
         segmenter.segment(image.astype("uint8"), window_size=0)
 
 
+def test_segmenter_scores_a_class_named_by_synonyms_by_its_best_name(
+    backbone, preprocessor, tmp_path
+):
+    image = np.random.default_rng(7).uniform(size=(2, 56, 42, 3))
+    image = image.astype("float32")
+    patches = _unit(_np(backbone.vision_encoder.value_attention_patches(image)))
+    # The synonyms listed worst first (by mean cosine over the patches), so
+    # that scoring by the first name alone would fail.
+    synonyms = ["cat", "kitten", "tabby"]
+    text = _reference_class_embeddings(
+        backbone, preprocessor.tokenizer, synonyms, TEMPLATES
+    )
+    synonyms = [synonyms[i] for i in np.argsort((patches @ text.T).mean((0, 1, 2)))]
+    groups = [synonyms, "dog", ["red car"]]
+    names = synonyms + ["dog", "red car"]
+    assert keras_tips.tasks.flat_class_names(groups) == names
+    segmenter = TIPSZeroShotSegmenter(
+        backbone, groups, preprocessor=preprocessor, prompt_templates=TEMPLATES
+    )
+    text = _reference_class_embeddings(
+        backbone, preprocessor.tokenizer, names, TEMPLATES
+    )
+    np.testing.assert_allclose(segmenter.class_embeddings, text, atol=1e-5)
+    cosine = patches @ text.T
+    expected = np.stack(
+        [cosine[..., :3].max(-1), cosine[..., 3], cosine[..., 4]], -1
+    )
+    assert (expected[..., 0] > cosine[..., 0] + 1e-3).all()
+    np.testing.assert_allclose(_np(segmenter(image)), expected, atol=1e-5)
+    assert segmenter.segment(image).shape == (2, 56, 42, 3)
+    path = tmp_path / "segmenter.keras"
+    segmenter.save(path)
+    restored = keras.saving.load_model(path)
+    assert restored.class_names == groups
+    np.testing.assert_allclose(_np(restored(image)), expected, atol=1e-5)
+
+
+def test_classifier_with_synonyms_reports_first_names(backbone, preprocessor):
+    classifier = TIPSZeroShotClassifier(
+        backbone, [["cat", "kitten"], "dog"], preprocessor=preprocessor,
+        prompt_templates=TEMPLATES,
+    )
+    assert classifier.class_embeddings.shape == (3, backbone.hidden_dim)
+    image = np.random.default_rng(8).uniform(size=(1, 56, 56, 3))
+    result = classifier.classify(image.astype("float32"), top_k=2)
+    assert sorted(name for name, _ in result[0]) == ["cat", "dog"]
+    with pytest.raises(ValueError, match="empty list of synonyms"):
+        TIPSZeroShotClassifier(backbone, [[], "dog"],
+                               preprocessor=preprocessor)
+    with pytest.raises(ValueError, match="duplicates"):
+        TIPSZeroShotClassifier(backbone, [["cat", "dog"], "dog"],
+                               preprocessor=preprocessor)
+    with pytest.raises(ValueError, match="shape"):
+        TIPSZeroShotClassifier(backbone, [["cat", "kitten"], "dog"],
+                               class_embeddings=np.ones((2, 64)))
+
+
 # ---------------------------------------------------------------------------
 # Dense heads
 # ---------------------------------------------------------------------------

@@ -29,9 +29,11 @@ TEMPLATE_SETS = ("imagenet", "tcl", "single")
 def add_label_arguments(parser):
     """`--labels`, `--labels-file` and the prompt template options."""
     parser.add_argument("--labels", nargs="+", metavar="LABEL",
-                        help="class names")
+                        help="class names; 'sky|clouds' names one class by "
+                             "synonyms, scored by the best of them")
     parser.add_argument("--labels-file", metavar="FILE",
-                        help="text file with one class name per line")
+                        help="text file with one class name (or "
+                             "'|'-separated synonyms) per line")
     parser.add_argument(
         "--templates", choices=TEMPLATE_SETS, default=None,
         help="prompt template set (default: imagenet for classify, tcl for "
@@ -54,6 +56,17 @@ def labels_of(args):
     return labels
 
 
+def label_groups(labels):
+    """The tasks' `class_names` for `labels`: 'a|b' is a class named a or b."""
+    groups = []
+    for label in labels:
+        names = [name.strip() for name in label.split("|")]
+        if not all(names):
+            raise CommandError(f"label {label!r} has an empty synonym")
+        groups.append(names if len(names) > 1 else names[0])
+    return groups
+
+
 def templates_of(args, default):
     """The prompt templates of `--template` or `--templates`."""
     from keras_tips.tasks import zero_shot
@@ -71,16 +84,19 @@ def templates_of(args, default):
 def zero_shot_task(task_class, args, default_templates, backbone, tokenizer,
                    labels, **kwargs):
     """A zero-shot task on `labels`, with the prompts of `--template(s)`."""
+    from keras_tips.tasks.zero_shot import check_class_name_groups
     from keras_tips.tasks.zero_shot import class_text_embeddings
+    from keras_tips.tasks.zero_shot import flat_class_names
 
     templates = templates_of(args, default_templates)
     try:
+        groups = check_class_name_groups(label_groups(labels))
         embeddings = class_text_embeddings(
-            backbone, tokenizer, labels, templates
+            backbone, tokenizer, flat_class_names(groups), templates
         )
     except (TypeError, ValueError) as error:
         raise CommandError(one_line(error))
-    return task_class(backbone, labels, prompt_templates=templates,
+    return task_class(backbone, groups, prompt_templates=templates,
                       class_embeddings=embeddings, **kwargs)
 
 
@@ -111,6 +127,7 @@ def add_classify_parser(commands):
 def run_classify(args):
     """Prints the top labels per image; optionally writes them as JSON."""
     from keras_tips.tasks.zero_shot import TIPSZeroShotClassifier
+    from keras_tips.tasks.zero_shot import display_class_name
 
     if args.output:
         check_output(args.output, ".json")
@@ -125,6 +142,12 @@ def run_classify(args):
         TIPSZeroShotClassifier, args, "imagenet", backbone, tokenizer, labels,
         cls_token=args.cls,
     )
+    # `classify` names a class of synonyms by its first name; report the
+    # label as it was given.
+    given = {
+        display_class_name(group): label
+        for group, label in zip(classifier.class_names, labels)
+    }
     results = []
     progress = progress_bar(len(args.images), "classifying")
     for path in args.images:
@@ -134,8 +157,8 @@ def run_classify(args):
             {
                 "image": path,
                 "labels": [
-                    {"label": label, "probability": round(p, 6)}
-                    for label, p in top
+                    {"label": given[name], "probability": round(p, 6)}
+                    for name, p in top
                 ],
             }
         )

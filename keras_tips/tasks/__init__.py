@@ -27,6 +27,7 @@ from keras_tips.tasks.zero_shot import SINGLE_PROMPT_TEMPLATE
 from keras_tips.tasks.zero_shot import TCL_PROMPT_TEMPLATES
 from keras_tips.tasks.zero_shot import TIPSZeroShotClassifier
 from keras_tips.tasks.zero_shot import class_text_embeddings
+from keras_tips.tasks.zero_shot import flat_class_names
 
 __all__ = [
     "DPTDecoder",
@@ -41,6 +42,7 @@ __all__ = [
     "TIPSZeroShotSegmenter",
     "class_text_embeddings",
     "cosine_similarity_matrix",
+    "flat_class_names",
     "image_to_text_retrieval",
     "intermediate_layer_features",
     "recall_at_k",

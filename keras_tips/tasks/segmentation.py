@@ -112,14 +112,17 @@ class TIPSZeroShotSegmenter(ClassEmbeddingTaskMixin, TIPSImageTask):
 
     Args:
         backbone: a `keras_tips.TIPSBackbone`.
-        class_names: list of class names.
+        class_names: list with one entry per class: its name, or a list of
+            synonyms, of which the best-matching one scores each patch
+            (e.g. `[["sky", "clouds"], "tree"]`; a background is often best
+            named by the stuff it shows).
         preprocessor: a `keras_tips.TIPSPreprocessor` whose tokenizer embeds
             the class names (its image converter is not used by
             `segment()`, which keeps the input resolution).
         prompt_templates: strings with one `{}`; defaults to the TCL
             templates of the official evaluation.
-        class_embeddings: optional precomputed `(num_classes, D)` class
-            embeddings.
+        class_embeddings: optional precomputed class embeddings, one row
+            per name (`(num_classes, D)` without synonyms).
         **kwargs: `keras_hub.models.Task` arguments.
 
     Example:

@@ -55,6 +55,73 @@ def check_class_names(class_names):
     return names
 
 
+def check_class_name_groups(class_names):
+    """Validates zero-shot class names, each a name or a list of synonyms.
+
+    A class is named by one string or by a non-empty list (or tuple) of
+    strings, its synonyms; a zero-shot task scores such a class by the
+    best of its names (`ClassEmbeddingSimilarity`). No name may appear
+    twice, within a class or across classes.
+
+    Returns:
+        A list with one entry per class: a str, or a list of str.
+    """
+    if isinstance(class_names, str) or not isinstance(
+        class_names, (list, tuple, np.ndarray)
+    ):
+        raise TypeError(
+            "`class_names` must be a list whose entries are class names or "
+            f"lists of synonyms. Received: {type(class_names).__name__}"
+        )
+    if not len(class_names):
+        raise ValueError("`class_names` is empty; give at least one class.")
+    groups = []
+    for position, entry in enumerate(class_names):
+        if isinstance(entry, (list, tuple, np.ndarray)):
+            names = [str(name) for name in entry]
+            if not names:
+                raise ValueError(
+                    f"`class_names[{position}]` is an empty list of "
+                    "synonyms; give at least one name."
+                )
+            if any(not name.strip() for name in names):
+                raise ValueError(
+                    f"`class_names[{position}]` has an empty name: {names}."
+                )
+            groups.append(names)
+        else:
+            name = str(entry)
+            if not name.strip():
+                raise ValueError(
+                    f"`class_names` has an empty name at position {position}."
+                )
+            groups.append(name)
+    flat = flat_class_names(groups)
+    duplicates = sorted({name for name in flat if flat.count(name) > 1})
+    if duplicates:
+        raise ValueError(f"`class_names` has duplicates: {duplicates}.")
+    return groups
+
+
+def flat_class_names(class_names):
+    """Every name of `class_names` (entries: names or lists), in order."""
+    return [
+        name
+        for entry in class_names
+        for name in ([entry] if isinstance(entry, str) else entry)
+    ]
+
+
+def names_per_class(class_names):
+    """How many names each class of `class_names` has (1 for a string)."""
+    return [1 if isinstance(entry, str) else len(entry) for entry in class_names]
+
+
+def display_class_name(entry):
+    """A class's name for people: the name, or the first synonym."""
+    return entry if isinstance(entry, str) else entry[0]
+
+
 def check_prompt_templates(prompt_templates):
     """Validates prompt templates (each with one `{}`); returns a tuple."""
     if isinstance(prompt_templates, str):
@@ -150,13 +217,18 @@ def class_text_embeddings(
 class ClassEmbeddingSimilarity(keras.layers.Layer):
     """Cosine similarity of features with fixed class text embeddings.
 
-    Holds one (non-trainable) embedding per class and maps features
+    Holds one (non-trainable) embedding per class name and maps features
     `(..., D)` to cosine similarities `(..., num_classes)`; features and
-    class embeddings are L2-normalised first.
+    class embeddings are L2-normalised first. A class with several names
+    (synonyms, `names_per_class`) scores its best name's cosine, as
+    SCLIP and ClearCLIP score a background named by several stuff classes.
 
     Args:
         num_classes: int. Number of classes.
         hidden_dim: int. Embedding width `D`.
+        names_per_class: optional list of `num_classes` positive ints, the
+            number of names (embedding rows, consecutive) of each class;
+            default one each.
         **kwargs: standard `keras.layers.Layer` arguments.
 
     Example:
@@ -164,16 +236,44 @@ class ClassEmbeddingSimilarity(keras.layers.Layer):
     layer = ClassEmbeddingSimilarity(num_classes=3, hidden_dim=64)
     layer.set_class_embeddings(np.random.normal(size=(3, 64)))
     layer(np.random.normal(size=(2, 4, 4, 64)))  # (2, 4, 4, 3)
+
+    # Class 0 named twice: 4 embedding rows, still 3 classes.
+    layer = ClassEmbeddingSimilarity(3, 64, names_per_class=[2, 1, 1])
+    layer.set_class_embeddings(np.random.normal(size=(4, 64)))
+    layer(np.random.normal(size=(2, 64)))  # (2, 3)
     ```
     """
 
-    def __init__(self, num_classes, hidden_dim, **kwargs):
+    def __init__(self, num_classes, hidden_dim, names_per_class=None,
+                 **kwargs):
         super().__init__(**kwargs)
         self.num_classes = int(num_classes)
         self.hidden_dim = int(hidden_dim)
+        if names_per_class is None:
+            names_per_class = [1] * self.num_classes
+        names_per_class = [int(count) for count in names_per_class]
+        if len(names_per_class) != self.num_classes or min(
+            names_per_class, default=1
+        ) < 1:
+            raise ValueError(
+                "`names_per_class` must give a positive count for each of "
+                f"the {self.num_classes} classes; received {names_per_class}."
+            )
+        self.names_per_class = names_per_class
+        self.num_names = sum(names_per_class)
+        # Class `c`'s names are rows `name_index[c, :count_c]`; the rest of
+        # its row points at a padding column of cosine -2 (below any
+        # cosine), so the max over a row is the best of the class's names.
+        width = max(names_per_class)
+        name_index = np.full((self.num_classes, width), self.num_names)
+        start = 0
+        for c, count in enumerate(names_per_class):
+            name_index[c, :count] = np.arange(start, start + count)
+            start += count
+        self._name_index = None if width == 1 else name_index.reshape(-1)
         self.class_embeddings = self.add_weight(
             name="class_embeddings",
-            shape=(self.num_classes, self.hidden_dim),
+            shape=(self.num_names, self.hidden_dim),
             initializer="zeros",
             trainable=False,
             dtype="float32",
@@ -181,9 +281,9 @@ class ClassEmbeddingSimilarity(keras.layers.Layer):
         self.built = True
 
     def set_class_embeddings(self, embeddings):
-        """Assigns `(num_classes, hidden_dim)` class embeddings."""
+        """Assigns `(num_names, hidden_dim)` embeddings, one per name."""
         embeddings = np.asarray(embeddings, dtype="float32")
-        expected = (self.num_classes, self.hidden_dim)
+        expected = (self.num_names, self.hidden_dim)
         if embeddings.shape != expected:
             raise ValueError(
                 f"Class embeddings must have shape {expected}; received "
@@ -204,7 +304,18 @@ class ClassEmbeddingSimilarity(keras.layers.Layer):
 
     def call(self, features):
         features = l2_normalize(ops.cast(features, "float32"))
-        return ops.matmul(features, ops.transpose(self.class_embeddings))
+        cosine = ops.matmul(features, ops.transpose(self.class_embeddings))
+        if self._name_index is None:
+            return cosine
+        rank = len(cosine.shape)
+        cosine = ops.pad(
+            cosine, [[0, 0]] * (rank - 1) + [[0, 1]], constant_values=-2.0
+        )
+        cosine = ops.take(cosine, self._name_index, axis=-1)
+        cosine = ops.reshape(
+            cosine, ops.shape(cosine)[:-1] + (self.num_classes, -1)
+        )
+        return ops.max(cosine, axis=-1)
 
     def compute_output_spec(self, features):
         return keras.KerasTensor(
@@ -214,7 +325,11 @@ class ClassEmbeddingSimilarity(keras.layers.Layer):
     def get_config(self):
         config = super().get_config()
         config.update(
-            {"num_classes": self.num_classes, "hidden_dim": self.hidden_dim}
+            {
+                "num_classes": self.num_classes,
+                "hidden_dim": self.hidden_dim,
+                "names_per_class": list(self.names_per_class),
+            }
         )
         return config
 
@@ -284,12 +399,15 @@ class ClassEmbeddingTaskMixin:
         tuple).
         """
         check_backbone(backbone)
-        class_names = check_class_names(class_names)
+        class_names = check_class_name_groups(class_names)
         prompt_templates = check_prompt_templates(prompt_templates)
         self.backbone = backbone
         self.preprocessor = preprocessor
         self.class_similarity = ClassEmbeddingSimilarity(
-            len(class_names), backbone.hidden_dim, name="class_similarity"
+            len(class_names),
+            backbone.hidden_dim,
+            names_per_class=names_per_class(class_names),
+            name="class_similarity",
         )
         return class_names, prompt_templates
 
@@ -309,7 +427,10 @@ class ClassEmbeddingTaskMixin:
             return
         if class_embeddings is None:
             class_embeddings = class_text_embeddings(
-                self.backbone, tokenizer, class_names, prompt_templates
+                self.backbone,
+                tokenizer,
+                flat_class_names(class_names),
+                prompt_templates,
             )
         self.class_similarity.set_class_embeddings(class_embeddings)
 
@@ -325,7 +446,11 @@ class ClassEmbeddingTaskMixin:
 
     @property
     def class_embeddings(self):
-        """The `(num_classes, D)` unit class text embeddings (NumPy)."""
+        """The `(num_names, D)` unit text embeddings (NumPy), one per name.
+
+        Rows follow `flat_class_names(class_names)`: one per class, or one
+        per synonym of a class named by a list.
+        """
         return ops.convert_to_numpy(self.class_similarity.class_embeddings)
 
 
@@ -348,7 +473,9 @@ class TIPSZeroShotClassifier(ClassEmbeddingTaskMixin, TIPSImageTask):
 
     Args:
         backbone: a `keras_tips.TIPSBackbone`.
-        class_names: list of class names.
+        class_names: list with one entry per class: its name, or a list of
+            synonyms, of which the best-matching one scores the class
+            (`classify` reports such a class by its first name).
         preprocessor: a `keras_tips.TIPSPreprocessor` (its tokenizer embeds
             the class names), or `None` when `class_embeddings` is given.
         prompt_templates: strings with one `{}`; defaults to the seven
@@ -358,8 +485,9 @@ class TIPSZeroShotClassifier(ClassEmbeddingTaskMixin, TIPSImageTask):
             compared with the class embeddings (`"both"` averages the two
             cosine similarities). TIPS aligns the first with web alt-text and
             the second with dense synthetic captions.
-        class_embeddings: optional precomputed `(num_classes, D)` class
-            embeddings; skips embedding the prompts.
+        class_embeddings: optional precomputed class embeddings, one row
+            per name (`(num_classes, D)` without synonyms); skips embedding
+            the prompts.
         **kwargs: `keras_hub.models.Task` arguments, e.g. `name`.
 
     Example:
@@ -427,7 +555,10 @@ class TIPSZeroShotClassifier(ClassEmbeddingTaskMixin, TIPSImageTask):
         k = min(top_k, len(self.class_names))
         order = np.argsort(-probabilities, axis=-1, kind="stable")[:, :k]
         return [
-            [(self.class_names[j], float(row[j])) for j in indices]
+            [
+                (display_class_name(self.class_names[j]), float(row[j]))
+                for j in indices
+            ]
             for row, indices in zip(probabilities, order)
         ]
 

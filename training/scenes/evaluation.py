@@ -37,6 +37,7 @@ from keras import ops
 from keras_tips.layers.position_embedding import antialiased_bilinear_weights
 from keras_tips.tasks.retrieval import recall_at_k
 from keras_tips.tasks.zero_shot import class_text_embeddings
+from keras_tips.tasks.zero_shot import ClassEmbeddingSimilarity
 from keras_tips.normalization import l2_normalize_numpy
 from training.pipelines import make_eval_dataset
 from training.scenes.generator import BACKGROUND_COLORS
@@ -252,9 +253,17 @@ def zero_shot_patch_logits(value_patches, class_embeddings,
     """
     if len(background_embeddings) < 1:
         raise ValueError("`background_embeddings` needs at least one name.")
-    patches = l2_normalize_numpy(value_patches)
-    background = (patches @ background_embeddings.T).max(-1, keepdims=True)
-    return np.concatenate([background, patches @ class_embeddings.T], -1)
+    # The segmenter's own scoring: the background is a class named by
+    # several synonyms (`TIPSZeroShotSegmenter(class_names=[[...], ...])`).
+    similarity = ClassEmbeddingSimilarity(
+        1 + len(class_embeddings),
+        value_patches.shape[-1],
+        names_per_class=[len(background_embeddings)]
+        + [1] * len(class_embeddings),
+    )
+    similarity.set_class_embeddings(
+        np.concatenate([background_embeddings, class_embeddings]))
+    return ops.convert_to_numpy(similarity(value_patches.astype("float32")))
 
 
 def zero_shot_segmentation_miou(value_patches, segmentation, class_embeddings,
