@@ -188,3 +188,6 @@ def test_bad_arguments_are_named():
         TIPSImageClassifier(backbone, num_classes=3, class_names=["a", "b"])
     with pytest.raises(ValueError, match="tokenizer is needed"):
         TIPSImageClassifier(backbone, class_names=["a", "b"])
+    # One head row per class: synonyms are for the zero-shot tasks.
+    with pytest.raises(TypeError, match=r"entries \[0\] are lists"):
+        TIPSImageClassifier(backbone, class_names=[["a", "c"], "b"])

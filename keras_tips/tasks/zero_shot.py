@@ -43,6 +43,16 @@ def check_class_names(class_names):
             "`class_names` must be a list of strings. Received: "
             f"{type(class_names).__name__}"
         )
+    lists = [
+        i for i, name in enumerate(class_names)
+        if isinstance(name, (list, tuple, np.ndarray))
+    ]
+    if lists:
+        raise TypeError(
+            f"`class_names` entries {lists} are lists; here every class has "
+            "one name (synonyms, lists of names, are for the zero-shot "
+            "classifier and segmenter)."
+        )
     names = [str(name) for name in class_names]
     if not names:
         raise ValueError("`class_names` is empty; give at least one class.")
@@ -264,7 +274,7 @@ class ClassEmbeddingSimilarity(keras.layers.Layer):
         # Class `c`'s names are rows `name_index[c, :count_c]`; the rest of
         # its row points at a padding column of cosine -2 (below any
         # cosine), so the max over a row is the best of the class's names.
-        width = max(names_per_class)
+        width = max(names_per_class, default=1)
         name_index = np.full((self.num_classes, width), self.num_names)
         start = 0
         for c, count in enumerate(names_per_class):
