@@ -35,34 +35,21 @@ CLS_TOKEN_CHOICES = ("first", "second", "both")
 
 
 def check_class_names(class_names):
-    """Validates a list of class names; returns it as a list of str."""
-    if isinstance(class_names, str) or not isinstance(
-        class_names, (list, tuple, np.ndarray)
-    ):
-        raise TypeError(
-            "`class_names` must be a list of strings. Received: "
-            f"{type(class_names).__name__}"
-        )
-    lists = [
-        i for i, name in enumerate(class_names)
-        if isinstance(name, (list, tuple, np.ndarray))
-    ]
+    """Validates a list of class names, one per class; returns a list of str.
+
+    Like `check_class_name_groups`, but a class may not be a list of
+    synonyms: for tasks that hold one row per class (`TIPSImageClassifier`)
+    and for `class_text_embeddings`, which embeds one name per row.
+    """
+    groups = check_class_name_groups(class_names)
+    lists = [i for i, entry in enumerate(groups) if not isinstance(entry, str)]
     if lists:
         raise TypeError(
             f"`class_names` entries {lists} are lists; here every class has "
             "one name (synonyms, lists of names, are for the zero-shot "
             "classifier and segmenter)."
         )
-    names = [str(name) for name in class_names]
-    if not names:
-        raise ValueError("`class_names` is empty; give at least one class.")
-    empty = [i for i, name in enumerate(names) if not name.strip()]
-    if empty:
-        raise ValueError(f"`class_names` has empty names at positions {empty}.")
-    duplicates = sorted({name for name in names if names.count(name) > 1})
-    if duplicates:
-        raise ValueError(f"`class_names` has duplicates: {duplicates}.")
-    return names
+    return groups
 
 
 def check_class_name_groups(class_names):

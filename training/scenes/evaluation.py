@@ -36,8 +36,8 @@ from keras import ops
 
 from keras_tips.layers.position_embedding import antialiased_bilinear_weights
 from keras_tips.tasks.retrieval import recall_at_k
-from keras_tips.tasks.zero_shot import class_text_embeddings
 from keras_tips.tasks.zero_shot import ClassEmbeddingSimilarity
+from keras_tips.tasks.zero_shot import class_text_embeddings
 from keras_tips.normalization import l2_normalize_numpy
 from training.pipelines import make_eval_dataset
 from training.scenes.generator import BACKGROUND_COLORS
