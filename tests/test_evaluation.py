@@ -95,6 +95,40 @@ def test_perfect_features_score_one_and_random_features_do_not():
         noise, segmentation, embeddings[1:], embeddings[:1]) < 0.3
 
 
+def test_zero_shot_error_breakdown_by_hand():
+    # One patch per scene (its logits cover the whole 4 x 4 mask), classes
+    # 0 (background), 1 and 2.
+    segmentation = np.zeros((3, 4, 4), "uint8")
+    segmentation[1, :2] = 1  # scene 1: 8 pixels of class 1, 8 background
+    segmentation[2] = 2  # scene 2: all class 2
+    logits = np.array([
+        [0.9, 0.1, 0.2],  # background everywhere: right
+        [0.5, 0.2, 0.9],  # class 2 everywhere: background wrong, object
+                          # found but misnamed
+        [0.9, 0.1, 0.5],  # background: object missed, its best object
+                          # class (2) right
+    ], "float32").reshape(3, 1, 1, 3)
+    breakdown = evaluation.zero_shot_error_breakdown(logits, segmentation)
+    assert breakdown["background_recall"] == pytest.approx(16 / 24)
+    assert breakdown["object_recall"] == pytest.approx(8 / 24)
+    assert breakdown["object_class_accuracy"] == pytest.approx(16 / 24)
+    # Given the object mask: background IoU 1, class 1 IoU 0 (called 2),
+    # class 2 IoU 16 / 24.
+    assert breakdown["miou_given_object_mask"] == pytest.approx(
+        (1 + 0 + 16 / 24) / 3)
+
+    # Perfect features: every part near 1 (only the bilinear upsampling
+    # costs a few corner pixels); noise: far from it.
+    labels, blocks = _block_scenes(8)
+    onehot = np.eye(NUM_CLASSES, dtype="float32")[labels]
+    perfect = evaluation.zero_shot_error_breakdown(onehot, blocks)
+    assert min(perfect.values()) > 0.9, perfect
+    noise = np.random.default_rng(1).normal(size=onehot.shape).astype("float32")
+    noisy = evaluation.zero_shot_error_breakdown(noise, blocks)
+    assert noisy["object_class_accuracy"] < 0.4
+    assert noisy["miou_given_object_mask"] < 0.6
+
+
 def test_zero_shot_background_is_the_best_of_its_names():
     # One name per background colour of the scenes.
     assert len(evaluation.BACKGROUND_NAMES) == len(BACKGROUND_COLORS)

@@ -7,6 +7,9 @@ same metrics for the same architecture at initialisation (random weights),
 the trivial answers (all background, majority class, chance recall) and the
 ceiling of a perfect per-patch labelling at the model's patch grid; writes
 the metrics as JSON and a PCA-of-patch-features picture of a few scenes.
+A second table splits zero-shot segmentation's errors into finding the
+objects (object and background recall) and naming them (the best object
+class of object pixels, and the mIoU if the true object mask were given).
 With `--train_dir` the table also gets the self-distillation losses at the
 end of training against ln K (from the run's `metrics.jsonl`).
 
@@ -47,6 +50,34 @@ METRIC_COLUMNS = (
     ("retrieval_t2i@1_second_cls", "text->image R@1 (2nd CLS)"),
     ("zero_shot_acc_both_cls", "zero-shot acc (both CLS)"),
 )
+
+# Zero-shot segmentation's errors, split (`zero_shot_error_breakdown`):
+# metric key without the class-set suffix, title.
+ZERO_SHOT_BREAKDOWN_COLUMNS = (
+    ("zero_shot_seg_miou", "zero-shot seg mIoU"),
+    ("zero_shot_background_recall", "background pixels called background"),
+    ("zero_shot_object_recall", "object pixels called an object"),
+    ("zero_shot_object_class_accuracy", "object pixels, best object class right"),
+    ("zero_shot_miou_given_object_mask", "mIoU given the true object mask"),
+)
+
+
+def zero_shot_breakdown_rows(models):
+    """Rows of the zero-shot error table: each model, both class sets.
+
+    `models` is a list of `(title, metrics)`; models without the breakdown
+    keys (the trivial baselines) are left out.
+    """
+    rows = []
+    for title, metrics in models:
+        for suffix, classes in (("", "shapes"), ("_color", "colours")):
+            if f"zero_shot_object_recall{suffix}" not in metrics:
+                continue
+            row = {"model": f"{title}, {classes}"}
+            for key, _ in ZERO_SHOT_BREAKDOWN_COLUMNS:
+                row[key] = metrics[key + suffix]
+            rows.append(row)
+    return rows
 
 
 def save_pca_picture(features, path, count=4):
@@ -148,6 +179,12 @@ def main(argv=None):
     print(format_table(rows, (("model", "model"),) + METRIC_COLUMNS))
     print(f"{metrics['num_scenes']} held-out scenes; the linear probe fits "
           "on the first half and scores the second.")
+    models = [("trained", metrics)]
+    if "baselines" in metrics:
+        models.append(("random weights", metrics["baselines"]["random_weights"]))
+    print("\nZero-shot segmentation: finding the objects and naming them")
+    print(format_table(zero_shot_breakdown_rows(models), (
+        ("model", "model, classes"),) + ZERO_SHOT_BREAKDOWN_COLUMNS))
     if args.train_dir:
         losses = self_distillation_summary(args.train_dir)
         if losses:

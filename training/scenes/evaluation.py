@@ -7,7 +7,8 @@ Four measurements, each from frozen features of one model:
 - zero-shot semantic segmentation mIoU from value-attention patch
   embeddings against one text embedding per object class and, for the
   background, the best of the background colours' names
-  (`BACKGROUND_NAMES`);
+  (`BACKGROUND_NAMES`), with its errors split into finding the objects
+  and naming them (`zero_shot_error_breakdown`);
 - linear-probe segmentation mIoU: a softmax classifier on frozen patch
   embeddings, fitted to convergence on one half of the scenes (its L2
   penalty chosen by cross-validation on that half only) and scored on the
@@ -295,6 +296,57 @@ def zero_shot_segmentation_miou(value_patches, segmentation, class_embeddings,
     return patch_logits_miou(logits, segmentation, logits.shape[-1])
 
 
+def zero_shot_error_breakdown(patch_logits, segmentation, batch=64):
+    """Where zero-shot segmentation goes wrong: the object or its class.
+
+    Splits the errors of the prediction that `zero_shot_segmentation_miou`
+    scores (the same patch logits, class 0 the background, upsampled and
+    arg-maxed per pixel) into finding the objects and naming them.
+
+    Args:
+        patch_logits: `(N, h, w, C)` logits (`zero_shot_patch_logits`).
+        segmentation: `(N, H, W)` masks, 0 = background.
+        batch: scenes upsampled at a time.
+
+    Returns:
+        dict of floats:
+        `background_recall`: share of background pixels predicted
+            background;
+        `object_recall`: share of object pixels predicted as any object
+            class;
+        `object_class_accuracy`: share of object pixels whose best object
+            class (the background's logit left out) is their own;
+        `miou_given_object_mask`: the mIoU when the masks say which pixels
+            are objects and the logits only name their class: what
+            finding every object would give with the same naming.
+    """
+    size = segmentation.shape[1:3]
+    num_classes = patch_logits.shape[-1]
+    counts = np.zeros(4, "int64")  # bg right, bg, object found, class right
+    given_mask = []
+    for start in range(0, len(patch_logits), batch):
+        logits = _upsample_logits(patch_logits[start:start + batch], size)
+        masks = segmentation[start:start + batch]
+        predicted = logits.argmax(axis=-1)
+        object_class = logits[..., 1:].argmax(axis=-1) + 1
+        background = masks == 0
+        counts += (
+            int((background & (predicted == 0)).sum()),
+            int(background.sum()),
+            int((~background & (predicted > 0)).sum()),
+            int((~background & (object_class == masks)).sum()),
+        )
+        given_mask.append(np.where(background, 0, object_class))
+    objects = segmentation.size - counts[1]
+    return {
+        "background_recall": float(counts[0] / max(counts[1], 1)),
+        "object_recall": float(counts[2] / max(objects, 1)),
+        "object_class_accuracy": float(counts[3] / max(objects, 1)),
+        "miou_given_object_mask": mean_iou(
+            np.concatenate(given_mask), segmentation, num_classes),
+    }
+
+
 def patch_labels(segmentation, grid, num_classes=None):
     """Majority class of each patch cell of the segmentation masks.
 
@@ -569,9 +621,13 @@ def evaluate_features(backbone, tokenizer, features):
     for suffix, (field, _, _) in CLASS_SETS.items():
         segmentation = getattr(features, field)
         embeddings = class_embeddings[suffix]
-        metrics[f"zero_shot_seg_miou{suffix}"] = zero_shot_segmentation_miou(
-            features.value_patches, segmentation, embeddings,
-            background_embeddings)
+        logits = zero_shot_patch_logits(
+            features.value_patches, embeddings, background_embeddings)
+        metrics[f"zero_shot_seg_miou{suffix}"] = patch_logits_miou(
+            logits, segmentation, logits.shape[-1])
+        for key, value in zero_shot_error_breakdown(
+                logits, segmentation).items():
+            metrics[f"zero_shot_{key}{suffix}"] = value
         metrics[f"linear_probe_seg_miou{suffix}"] = linear_probe_miou(
             features.patch_embeddings, segmentation, len(embeddings) + 1)
     for cls_name, values in retrieval.items():
