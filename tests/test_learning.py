@@ -1,8 +1,7 @@
 """Pretraining visibly learns: a short run on procedural scenes.
 
 With the main job's recipe (`configs/tiny_scenes.json`: Sinkhorn-Knopp
-teacher targets, LayerScale 0.1, fast EMA, sharp teacher, iBOT++ patch
-loss) shrunk to 56 px
+teacher targets, LayerScale 0.1, fast EMA, sharp teacher) shrunk to 56 px
 crops and a few dozen steps, the self-distillation terms must fall below
 ln K, the teacher's per-image targets must sharpen while their batch mean
 stays spread over the prototypes (no collapse), and every step is logged to
