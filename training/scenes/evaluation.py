@@ -310,6 +310,8 @@ def zero_shot_error_breakdown(patch_logits, segmentation, batch=64):
 
     Returns:
         dict of floats:
+        `miou`: the mIoU of the prediction (`patch_logits_miou`, computed
+            from the same upsampling);
         `background_recall`: share of background pixels predicted
             background;
         `object_recall`: share of object pixels predicted as any object
@@ -323,7 +325,7 @@ def zero_shot_error_breakdown(patch_logits, segmentation, batch=64):
     size = segmentation.shape[1:3]
     num_classes = patch_logits.shape[-1]
     counts = np.zeros(4, "int64")  # bg right, bg, object found, class right
-    given_mask = []
+    predictions, given_mask = [], []
     for start in range(0, len(patch_logits), batch):
         logits = _upsample_logits(patch_logits[start:start + batch], size)
         masks = segmentation[start:start + batch]
@@ -336,9 +338,12 @@ def zero_shot_error_breakdown(patch_logits, segmentation, batch=64):
             int((~background & (predicted > 0)).sum()),
             int((~background & (object_class == masks)).sum()),
         )
+        predictions.append(predicted)
         given_mask.append(np.where(background, 0, object_class))
     objects = segmentation.size - counts[1]
     return {
+        "miou": mean_iou(np.concatenate(predictions), segmentation,
+                         num_classes),
         "background_recall": float(counts[0] / max(counts[1], 1)),
         "object_recall": float(counts[2] / max(objects, 1)),
         "object_class_accuracy": float(counts[3] / max(objects, 1)),
@@ -621,12 +626,13 @@ def evaluate_features(backbone, tokenizer, features):
     for suffix, (field, _, _) in CLASS_SETS.items():
         segmentation = getattr(features, field)
         embeddings = class_embeddings[suffix]
-        logits = zero_shot_patch_logits(
-            features.value_patches, embeddings, background_embeddings)
-        metrics[f"zero_shot_seg_miou{suffix}"] = patch_logits_miou(
-            logits, segmentation, logits.shape[-1])
-        for key, value in zero_shot_error_breakdown(
-                logits, segmentation).items():
+        # One upsampling of the logits gives the mIoU and its breakdown.
+        breakdown = zero_shot_error_breakdown(
+            zero_shot_patch_logits(
+                features.value_patches, embeddings, background_embeddings),
+            segmentation)
+        metrics[f"zero_shot_seg_miou{suffix}"] = breakdown.pop("miou")
+        for key, value in breakdown.items():
             metrics[f"zero_shot_{key}{suffix}"] = value
         metrics[f"linear_probe_seg_miou{suffix}"] = linear_probe_miou(
             features.patch_embeddings, segmentation, len(embeddings) + 1)
