@@ -105,5 +105,34 @@ def test_held_out_evaluation_is_logged_every_n_steps(learning_run):
 
 @pytest.mark.slow
 def test_training_writes_tensorboard_events(learning_run):
-    events = list((learning_run["dir"] / "tensorboard").glob("events.out.tfevents.*"))
-    assert events and events[0].stat().st_size > 0
+    from tensorboard.backend.event_processing.event_file_loader import (
+        EventFileLoader,
+    )
+
+    files = list((learning_run["dir"] / "tensorboard").glob("events.out.tfevents.*"))
+    assert len(files) == 1
+    from tensorboard.util.tensor_util import make_ndarray
+
+    # Read as TensorBoard reads them (scalars migrated to tensors).
+    scalars = {}
+    for event in EventFileLoader(str(files[0])).Load():
+        for value in event.summary.value:
+            assert value.metadata.plugin_data.plugin_name == "scalars"
+            scalars.setdefault(value.tag, {})[event.step] = float(
+                make_ndarray(value.tensor))
+    # Every step's every scalar, as in metrics.jsonl (float32 in the events).
+    records = [r for r in read_metrics(learning_run["dir"] / "metrics.jsonl")
+               if "loss" in r]
+    assert records
+    for record in records:
+        for key in ("loss", "distillation", "masked", "learning_rate"):
+            assert scalars[key][record["step"]] == pytest.approx(
+                record[key], rel=1e-6), (key, record["step"])
+    assert set(scalars["images_per_second"]) == {r["step"] for r in records}
+    # The periodic held-out evaluation, at the steps it ran.
+    evaluations = [r for r in read_metrics(learning_run["dir"] / "metrics.jsonl")
+                   if "eval/linear_probe_seg_miou" in r]
+    assert evaluations
+    for record in evaluations:
+        assert scalars["eval/linear_probe_seg_miou"][record["step"]] == (
+            pytest.approx(record["eval/linear_probe_seg_miou"], rel=1e-6))
