@@ -60,6 +60,39 @@ def test_mean_iou_matches_a_hand_counted_confusion_matrix():
     assert evaluation.mean_iou(targets, targets, 4) == 1.0
 
 
+def test_upsampled_logits_equal_the_separable_bilinear_sum():
+    # Each output pixel is sum_hw rows[H, h] logits[h, w] cols[W, w]: the
+    # two matrix products give the reference sum, for non-square grids too.
+    from keras import ops
+
+    from keras_tips.layers.position_embedding import antialiased_bilinear_weights
+
+    logits = np.random.default_rng(0).normal(size=(3, 4, 5, 6)).astype("float32")
+    rows = ops.convert_to_numpy(antialiased_bilinear_weights(28, 4))
+    cols = ops.convert_to_numpy(antialiased_bilinear_weights(35, 5))
+    reference = np.einsum("Hh,nhwc,Ww->nHWc", rows, logits, cols)
+    upsampled = evaluation._upsample_logits(logits, (28, 35))
+    assert upsampled.shape == (3, 28, 35, 6)
+    np.testing.assert_allclose(upsampled, reference, rtol=1e-5, atol=1e-6)
+    # A constant map stays constant (each weight row sums to 1).
+    flat = evaluation._upsample_logits(np.full((1, 4, 5, 2), 3.0), (28, 35))
+    np.testing.assert_allclose(flat, 3.0, rtol=1e-6)
+
+
+def test_newton_solver_falls_back_to_lu_when_cholesky_fails():
+    rng = np.random.default_rng(1)
+    basis = rng.normal(size=(6, 6))
+    definite = basis @ basis.T + 0.1 * np.eye(6)
+    indefinite = definite - 3.0 * np.linalg.eigvalsh(definite).max() * np.outer(
+        basis[0], basis[0]) / (basis[0] @ basis[0])
+    vector = rng.normal(size=6)
+    for matrix in (definite, indefinite):
+        np.testing.assert_allclose(
+            evaluation._solve_positive_definite(matrix, vector),
+            np.linalg.solve(matrix, vector), rtol=1e-8, atol=1e-10)
+    assert np.linalg.eigvalsh(indefinite).min() < 0
+
+
 def test_patch_labels_take_the_majority_of_each_cell():
     segmentation = np.zeros((1, 4, 4), "uint8")
     segmentation[0, :2, :2] = [[1, 1], [1, 0]]  # cell (0, 0): 3 of 4 are 1

@@ -108,11 +108,10 @@ def test_training_writes_tensorboard_events(learning_run):
     from tensorboard.backend.event_processing.event_file_loader import (
         EventFileLoader,
     )
+    from tensorboard.util.tensor_util import make_ndarray
 
     files = list((learning_run["dir"] / "tensorboard").glob("events.out.tfevents.*"))
     assert len(files) == 1
-    from tensorboard.util.tensor_util import make_ndarray
-
     # Read as TensorBoard reads them (scalars migrated to tensors).
     scalars = {}
     for event in EventFileLoader(str(files[0])).Load():
