@@ -18,8 +18,11 @@ for backend in jax tensorflow torch; do
   # Two worker processes, whole test files each (module fixtures are built
   # once): the suite runs single-threaded most of the time, so a second
   # worker uses the second core. TEST_WORKERS=0 runs in one process.
+  # --durations: the slowest tests of each backend in the log, to see
+  # where CI's time goes.
   KERAS_BACKEND=$backend .venv/bin/python -m pytest -q -p no:cacheprovider \
-    -n "${TEST_WORKERS:-2}" --dist loadfile "${selection[@]}" "$@" tests \
+    -n "${TEST_WORKERS:-2}" --dist loadfile --durations=15 \
+    "${selection[@]}" "$@" tests \
     || status=1
 done
 exit $status
