@@ -31,6 +31,7 @@ segmentation masks), read with `training.pipelines.make_eval_dataset`.
 """
 
 import dataclasses
+import functools
 
 import numpy as np
 import scipy.linalg
@@ -198,15 +199,25 @@ def retrieval_recall(features):
     return results
 
 
+@functools.lru_cache(maxsize=None)
+def _resampling_matrix(output_size, input_size):
+    """`antialiased_bilinear_weights` as a read-only NumPy array, computed
+    once per size pair (every batch of every metric reuses it)."""
+    matrix = ops.convert_to_numpy(
+        antialiased_bilinear_weights(output_size, input_size))
+    matrix.setflags(write=False)
+    return matrix
+
+
 def _upsample_logits(logits, size):
     """Bilinear resize of `(N, h, w, C)` logits to `size`, in NumPy.
 
     Uses the same resampling matrices on every backend (half-pixel centres,
     edge clamping), so metrics do not depend on the Keras backend.
     """
-    rows = ops.convert_to_numpy(antialiased_bilinear_weights(size[0], logits.shape[1]))
-    cols = ops.convert_to_numpy(antialiased_bilinear_weights(size[1], logits.shape[2]))
     n, h, w, c = logits.shape
+    rows = _resampling_matrix(int(size[0]), h)
+    cols = _resampling_matrix(int(size[1]), w)
     # Two matrix products (BLAS) instead of one four-operand einsum, which
     # NumPy evaluates in nested loops: the same sums, ~100x faster.
     tall = np.matmul(rows, logits.astype("float32").reshape(n, h, w * c))
