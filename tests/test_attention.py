@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from keras_tips.layers import attention
+from keras_tips.layers import jax_cpu
 
 
 def _inputs(batch=3, length=37, heads=2, head_dim=8, seed=0):
@@ -70,6 +71,6 @@ def test_matmul_attention_matches_fused(blocked):
 
 
 def test_matmul_attention_only_for_float32_on_jax_cpu():
-    on_jax_cpu = attention._on_jax_cpu()
+    on_jax_cpu = jax_cpu.on_jax_cpu()
     assert attention.uses_matmul_attention("float32") == on_jax_cpu
     assert not attention.uses_matmul_attention("bfloat16")

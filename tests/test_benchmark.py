@@ -213,3 +213,45 @@ def test_official_tips_path_is_checked(tmp_path):
 def test_round_ratio_pairs_calls_of_the_same_round():
     # Round by round 2.0, 1.0, 4.0 -> median 2.0, whatever the drift.
     assert round_ratio([2.0, 10.0, 4.0], [1.0, 10.0, 1.0]) == 2.0
+
+
+def _benchmark_training(monkeypatch):
+    # As run: the script's own folder first on `sys.path`.
+    monkeypatch.syspath_prepend(str(REPO_ROOT / "tools"))
+    import benchmark_training
+
+    return benchmark_training
+
+
+def test_gradient_barrier_comparison_alternates_and_reports_ratios(
+        monkeypatch, capsys):
+    benchmark_training = _benchmark_training(monkeypatch)
+    calls = []
+
+    def fake_run_one(backend, config, args, gradient_barrier=True):
+        calls.append((backend, config, gradient_barrier))
+        seconds = 0.5 if gradient_barrier else 0.75 + 0.25 * len(calls)
+        return {"config": config, "backend": backend,
+                "gradient_barrier": gradient_barrier,
+                "seconds_per_step": seconds}
+
+    monkeypatch.setattr(benchmark_training, "_run_one", fake_run_one)
+    benchmark_training.main(
+        ["--configs", "tiny", "--compare_gradient_barrier", "2"])
+    assert calls == [("jax", "tiny", False), ("jax", "tiny", True)] * 2
+    out = capsys.readouterr().out
+    # Rounds: (0.75 + 0.25) / 0.5 = 2.00x and (0.75 + 0.75) / 0.5 = 3.00x.
+    assert "tiny round 1: without 1.000 s, with 0.500 s per step, 2.00x" in out
+    assert "tiny round 2: without 1.500 s, with 0.500 s per step, 3.00x" in out
+    assert "tiny: median speed-up 2.50x" in out
+
+
+def test_gradient_barrier_comparison_stops_on_a_failed_worker(monkeypatch):
+    benchmark_training = _benchmark_training(monkeypatch)
+    monkeypatch.setattr(
+        benchmark_training, "_run_one",
+        lambda backend, config, args, gradient_barrier=True: {
+            "status": "error", "config": config})
+    with pytest.raises(SystemExit, match="tiny: the jax worker failed"):
+        benchmark_training.main(
+            ["--configs", "tiny", "--compare_gradient_barrier", "1"])

@@ -26,6 +26,9 @@ Usage:
     python tools/benchmark_training.py --configs tiny --backends jax torch
     python tools/benchmark_training.py --quick          # tiny only, seconds
     python tools/benchmark_training.py --configs S14 --batch_size 8 --steps 5
+    # JAX: what keras_tips' residual gradient barrier buys, 3 rounds
+    python tools/benchmark_training.py --configs tiny_scenes S14 \
+        --compare_gradient_barrier 3
 """
 
 import argparse
@@ -33,6 +36,7 @@ import datetime
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import time
@@ -121,6 +125,10 @@ def run_worker(args):
     from training.pretrainer import TIPSPretrainer
 
     backend = keras.backend.backend()
+    if args.no_gradient_barrier:
+        from keras_tips.layers import gradient_barrier
+
+        gradient_barrier._ENABLED = False
     config = _config(
         args.configs[0], args.recipe, args.batch_size, args.warmup + args.steps
     )
@@ -178,6 +186,7 @@ def run_worker(args):
         "config": args.configs[0],
         "recipe": config.recipe,
         "backend": backend,
+        "gradient_barrier": not args.no_gradient_barrier,
         "batch_size": config.batch_size,
         "global_crop_size": config.global_crop_size,
         "num_local_crops": config.num_local_crops,
@@ -206,7 +215,7 @@ def run_worker(args):
     print("RESULT " + json.dumps(record), flush=True)
 
 
-def _run_one(backend, config, args):
+def _run_one(backend, config, args, gradient_barrier=True):
     env = dict(os.environ, KERAS_BACKEND=backend)
     command = [
         sys.executable,
@@ -222,7 +231,7 @@ def _run_one(backend, config, args):
         str(args.steps),
         "--warmup",
         str(args.warmup),
-    ]
+    ] + ([] if gradient_barrier else ["--no_gradient_barrier"])
     try:
         completed = subprocess.run(
             command,
@@ -251,6 +260,34 @@ def _run_one(backend, config, args):
         "returncode": completed.returncode,
         "stderr_tail": completed.stderr.strip().splitlines()[-8:],
     }
+
+
+def _compare_gradient_barrier(args):
+    """JAX step times without / with the barrier, alternating per round."""
+    lines = []
+    for config in args.configs:
+        ratios = []
+        for round_index in range(args.compare_gradient_barrier):
+            seconds = {}
+            for enabled in (False, True):
+                record = _run_one("jax", config, args, gradient_barrier=enabled)
+                print(json.dumps(record), flush=True)
+                if args.output:
+                    with open(args.output, "a") as file:
+                        file.write(json.dumps(record) + "\n")
+                if "seconds_per_step" not in record:
+                    raise SystemExit(f"{config}: the jax worker failed.")
+                seconds[enabled] = record["seconds_per_step"]
+            ratios.append(seconds[False] / seconds[True])
+            lines.append(
+                f"{config} round {round_index + 1}: without"
+                f" {seconds[False]:.3f} s, with {seconds[True]:.3f} s per"
+                f" step, {ratios[-1]:.2f}x"
+            )
+        lines.append(f"{config}: median speed-up {statistics.median(ratios):.2f}x")
+    print()
+    print("jax training step without / with the residual gradient barrier")
+    print("\n".join(lines))
 
 
 def _table(records, configs, backends):
@@ -299,6 +336,14 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true", help="tiny only.")
     parser.add_argument("--timeout", type=int, default=3600)
     parser.add_argument("--output", default=None, help="JSON lines file.")
+    parser.add_argument(
+        "--compare_gradient_barrier", type=int, default=0, metavar="ROUNDS",
+        help="JAX only: time each config ROUNDS times without and with "
+        "keras_tips' residual gradient barrier, alternately, and print "
+        "the step-time ratios.",
+    )
+    parser.add_argument(
+        "--no_gradient_barrier", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     for backend in args.backends:
@@ -316,6 +361,9 @@ def main(argv=None):
         args.configs = ["tiny"]
         args.steps = max(args.steps, 5)
 
+    if args.compare_gradient_barrier:
+        _compare_gradient_barrier(args)
+        return
     records = []
     for config in args.configs:
         for backend in args.backends:

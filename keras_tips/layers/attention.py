@@ -5,6 +5,8 @@ import math
 import keras
 from keras import ops
 
+from keras_tips.layers.jax_cpu import on_jax_cpu
+
 # Sequences at least this long are blocked by default: at 258 tokens (224
 # pixels at B/14) blocking is no faster in inference and slower in training;
 # at 1026 (448 pixels) it is 1.4x faster end to end.
@@ -13,14 +15,6 @@ MIN_BLOCKED_LENGTH = 512
 # at once when attention is blocked: a few MB, so that the scores stay in
 # the CPU caches between the two matmuls and the softmax.
 SCORE_BLOCK_BYTES = 4 * 1024 * 1024
-
-
-def _on_jax_cpu():
-    if keras.config.backend() != "jax":
-        return False
-    import jax
-
-    return jax.default_backend() == "cpu"
 
 
 def blocks_attention_on_this_device():
@@ -36,7 +30,7 @@ def blocks_attention_on_this_device():
     accelerators have their own, and TensorFlow's oneDNN kernels are not
     helped by blocking, so they keep the plain call.
     """
-    return _on_jax_cpu()
+    return on_jax_cpu()
 
 
 def uses_matmul_attention(dtype):
@@ -53,7 +47,7 @@ def uses_matmul_attention(dtype):
     float16/bfloat16 keep the fused call, which computes the scores in
     float32.
     """
-    return str(dtype) == "float32" and _on_jax_cpu()
+    return str(dtype) == "float32" and on_jax_cpu()
 
 
 def matmul_attention(query, key, value):

@@ -3,6 +3,7 @@
 import keras
 from keras import ops
 
+from keras_tips.layers.gradient_barrier import residual_gradient_barrier
 from keras_tips.layers.residual_stream import residual_dtype
 from keras_tips.layers.transformer_block import TIPSTransformerBlock
 
@@ -72,7 +73,10 @@ class TIPSTextBlock(TIPSTransformerBlock):
     def call(self, x, padding_mask):
         # Branches in the compute dtype, residual stream in float32 under a
         # float16/bfloat16 policy (see `residual_dtype`).
-        x = ops.cast(x, residual_dtype(self.compute_dtype))
+        # The barriers change nothing but XLA:CPU's backward pass (see
+        # `residual_gradient_barrier`).
+        x = residual_gradient_barrier(
+            ops.cast(x, residual_dtype(self.compute_dtype)))
         shape = ops.shape(x)
         batch, length = shape[0], shape[1]
         qkv = ops.reshape(
@@ -84,7 +88,7 @@ class TIPSTextBlock(TIPSTransformerBlock):
             qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2], bias=bias
         )
         branch = self.out_proj(ops.reshape(mixed, (batch, length, self.hidden_dim)))
-        x = x + ops.cast(branch, x.dtype)
+        x = residual_gradient_barrier(x + ops.cast(branch, x.dtype))
         # Any non-zero mask value is a real token (as in the attention bias).
         keep = ops.cast(ops.not_equal(padding_mask, 0), self.compute_dtype)
         keep = keep[..., None]

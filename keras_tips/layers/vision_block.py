@@ -5,6 +5,7 @@ from keras import ops
 
 from keras_tips.layers.attention import self_attention
 from keras_tips.layers.feed_forward import TIPSFeedForward
+from keras_tips.layers.gradient_barrier import residual_gradient_barrier
 from keras_tips.layers.residual_stream import residual_dtype
 from keras_tips.layers.transformer_block import TIPSTransformerBlock
 
@@ -124,9 +125,12 @@ class TIPSVisionBlock(TIPSTransformerBlock):
     def call(self, x, value_attention=False):
         # Branches in the compute dtype, residual stream in float32 under a
         # float16/bfloat16 policy (see `residual_dtype`).
-        x = ops.cast(x, residual_dtype(self.compute_dtype))
+        # The barriers change nothing but XLA:CPU's backward pass (see
+        # `residual_gradient_barrier`).
+        x = residual_gradient_barrier(
+            ops.cast(x, residual_dtype(self.compute_dtype)))
         branch = self.ls1(self.attention(self.norm1(x), value_attention))
-        x = x + ops.cast(branch, x.dtype)
+        x = residual_gradient_barrier(x + ops.cast(branch, x.dtype))
         branch = self.ls2(self.mlp(self.norm2(x)))
         return x + ops.cast(branch, x.dtype)
 
