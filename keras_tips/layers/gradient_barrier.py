@@ -25,7 +25,7 @@ def _jax_barrier():
         # A product with the identity matrix: exact (every other term is a
         # zero), cheap next to the block's own matmuls (the width instead of
         # 12x the width multiply-adds per token), and a dot, which XLA:CPU
-        # does not fuse into the loops that read its result.
+        # computes once and never duplicates into the loops that read it.
         eye = jnp.eye(gradient.shape[-1], dtype=gradient.dtype)
         return (jnp.matmul(gradient, eye),)
 
@@ -43,9 +43,9 @@ def residual_gradient_barrier(x):
     (the reductions that give the LayerScale and bias gradients are sums
     over all tokens) instead of reading it once from memory, so each block
     recomputes the chain of the blocks after it: the backward pass grows
-    with the square of the depth. A dot is never fused into its consumers,
-    so routing the gradient through a product with the identity cuts the
-    chain at every block. The forward pass is untouched (the identity
+    with the square of the depth. XLA:CPU duplicates elementwise chains
+    into their readers but computes a dot once, so routing the gradient
+    through a product with the identity cuts the chain at every block. The forward pass is untouched (the identity
     itself), and so is every other backend and device, where `x` is
     returned as it is.
 
