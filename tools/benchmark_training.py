@@ -262,6 +262,14 @@ def _run_one(backend, config, args, gradient_barrier=True):
     }
 
 
+def _append_records(path, records):
+    """Appends JSON lines to `path` (`--output`); nothing if it is None."""
+    if path:
+        with open(path, "a") as file:
+            for record in records:
+                file.write(json.dumps(record) + "\n")
+
+
 def _compare_gradient_barrier(args):
     """JAX step times without / with the barrier, alternating per round."""
     lines = []
@@ -272,9 +280,7 @@ def _compare_gradient_barrier(args):
             for enabled in (False, True):
                 record = _run_one("jax", config, args, gradient_barrier=enabled)
                 print(json.dumps(record), flush=True)
-                if args.output:
-                    with open(args.output, "a") as file:
-                        file.write(json.dumps(record) + "\n")
+                _append_records(args.output, [record])
                 if "seconds_per_step" not in record:
                     raise SystemExit(f"{config}: the jax worker failed.")
                 seconds[enabled] = record["seconds_per_step"]
@@ -372,10 +378,7 @@ def main(argv=None):
             print(json.dumps(record), flush=True)
     print()
     print(_table(records, args.configs, args.backends))
-    if args.output:
-        with open(args.output, "a") as file:
-            for record in records:
-                file.write(json.dumps(record) + "\n")
+    _append_records(args.output, records)
 
 
 if __name__ == "__main__":

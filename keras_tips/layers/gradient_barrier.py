@@ -45,9 +45,9 @@ def residual_gradient_barrier(x):
     recomputes the chain of the blocks after it: the backward pass grows
     with the square of the depth. XLA:CPU duplicates elementwise chains
     into their readers but computes a dot once, so routing the gradient
-    through a product with the identity cuts the chain at every block. The forward pass is untouched (the identity
-    itself), and so is every other backend and device, where `x` is
-    returned as it is.
+    through a product with the identity cuts the chain at every block.
+    The forward pass is untouched (the identity itself), and so is every
+    other backend and device, where `x` is returned as it is.
 
     Args:
         x: tensor `(..., D)`, the residual stream.
