@@ -7,6 +7,9 @@ from keras_tips.backbone import TIPSBackbone
 from keras_tips.empty_batch import EmptyBatchMixin
 from keras_tips.preprocessor import TIPSPreprocessor
 from keras_tips.preset_mixin import TIPSPresetMixin
+from keras_tips.tasks.array_batches import array_batches
+from keras_tips.tasks.array_batches import is_array_data
+from keras_tips.tasks.array_batches import split_for_validation
 from keras_tips.validation import check_encoder_images
 
 
@@ -84,6 +87,51 @@ class TIPSImageTaskMixin(TIPSPresetMixin):
         self.test_function = None
         self.predict_function = None
         self._post_quantize(mode, **kwargs)
+
+    def fit(self, x=None, y=None, batch_size=None, sample_weight=None,
+            validation_data=None, validation_split=None, shuffle=True,
+            **kwargs):
+        """`keras.Model.fit`, with `shuffle` honoured for in-memory arrays.
+
+        keras-hub's `Task.fit` batches arrays in their given order and
+        Keras ignores `shuffle` for the dataset it makes of them; here
+        arrays (and tensors) are batched in a new random order every epoch
+        when `shuffle` is true (Keras' default), as `keras.Model.fit`
+        does. `validation_split` takes the last samples before shuffling,
+        as in Keras. Datasets are passed on as they are.
+
+        Example:
+        ```python
+        classifier.fit(images, labels, batch_size=16, epochs=3)
+        ```
+        """
+        if not is_array_data(x):
+            return super().fit(
+                x=x, y=y, batch_size=batch_size, sample_weight=sample_weight,
+                validation_data=validation_data,
+                validation_split=validation_split, shuffle=shuffle, **kwargs)
+        if validation_split and validation_data is None:
+            (x, y, sample_weight), validation_data = split_for_validation(
+                (x, y, sample_weight), validation_split)
+        if validation_data is not None and not isinstance(
+                validation_data, (tuple, list)) and is_array_data(
+                    validation_data):
+            raise ValueError(
+                "`validation_data` must be a dataset or a tuple "
+                "`(x, y)` / `(x, y, sample_weight)`. Received: "
+                f"{type(validation_data).__name__}")
+        validation_batch_size = kwargs.pop("validation_batch_size", None)
+        if isinstance(validation_data, (tuple, list)) and all(
+                part is None or is_array_data(part)
+                for part in validation_data):
+            validation_data = array_batches(
+                *keras.utils.unpack_x_y_sample_weight(tuple(validation_data)),
+                batch_size=validation_batch_size or batch_size)
+        batches = array_batches(x, y, sample_weight, batch_size=batch_size,
+                                shuffle=bool(shuffle))
+        # Shuffled here: Keras would only warn that it ignores `shuffle`.
+        return super().fit(x=batches, validation_data=validation_data,
+                           shuffle=False, **kwargs)
 
     def preprocess_samples(self, x, y=None, sample_weight=None):
         # Images may come bare or under "images"; the model takes a tensor.
