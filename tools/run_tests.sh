@@ -7,6 +7,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash tools/setup_envs.sh
 export TF_CPP_MIN_LOG_LEVEL=3 PYTHONHASHSEED=0
+# JAX's persistent compilation cache, new and empty for this run: the jax
+# pass compiles the same training programs again and again (every test that
+# builds the same tiny pretrainer, the subprocess runs of the resume tests),
+# and a program XLA compiled once in this run is read back instead of
+# compiled anew (measured: the pretrainer, resume and learning tests 264 s
+# -> 196 s). Removed when the run ends.
+jax_cache=$(mktemp -d "${TMPDIR:-/tmp}/keras-tips-jax-cache.XXXXXX")
+trap 'rm -rf "$jax_cache"' EXIT
 status=0
 for backend in jax tensorflow torch; do
   echo "=== KERAS_BACKEND=$backend"
@@ -20,6 +28,7 @@ for backend in jax tensorflow torch; do
   # worker uses the second core. TEST_WORKERS=0 runs in one process.
   # --durations: the slowest tests of each backend in the log, to see
   # where CI's time goes.
+  JAX_COMPILATION_CACHE_DIR=$jax_cache \
   KERAS_BACKEND=$backend .venv/bin/python -m pytest -q -p no:cacheprovider \
     -n "${TEST_WORKERS:-2}" --dist loadfile --durations=15 \
     "${selection[@]}" "$@" tests \
