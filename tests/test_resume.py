@@ -179,7 +179,8 @@ def test_restore_rejects_another_model(tmp_path, small_pretrainer):
 # Stop and resume in process.
 
 
-def test_stopped_and_resumed_run_equals_an_uninterrupted_run(tmp_path):
+def test_stopped_and_resumed_run_equals_an_uninterrupted_run(tmp_path,
+                                                             recwarn):
     config = tiny_config(total_steps=6, warmup_steps=2)
     rng = np.random.default_rng(8)
     batches = [random_batch(rng, config) for _ in range(6)]
@@ -207,6 +208,8 @@ def test_stopped_and_resumed_run_equals_an_uninterrupted_run(tmp_path):
     )
     full = train_lib.run_training(config, output_dir=str(tmp_path / "a"), **common)
     assert full.step == 6
+    # The pipeline shuffles: no Keras warning that `shuffle` is ignored.
+    assert not [w for w in recwarn if "shuffle" in str(w.message)]
     # Stopped by a callback after step 3: run_training checkpoints step 3.
     stopped = train_lib.run_training(
         config,

@@ -452,6 +452,9 @@ def run_training(
             dataset,
             epochs=1,
             steps_per_epoch=end - step,
+            # The input pipeline shuffles; Keras ignores `shuffle` for a
+            # dataset and would only warn that it does.
+            shuffle=False,
             callbacks=[
                 guard, checkpoint_callback, history, *run_callbacks,
                 *callbacks,
