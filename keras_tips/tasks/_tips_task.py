@@ -113,20 +113,16 @@ class TIPSImageTaskMixin(TIPSPresetMixin):
         if validation_split and validation_data is None:
             (x, y, sample_weight), validation_data = split_for_validation(
                 (x, y, sample_weight), validation_split)
-        if validation_data is not None and not isinstance(
-                validation_data, (tuple, list)) and is_array_data(
-                    validation_data):
-            raise ValueError(
-                "`validation_data` must be a dataset or a tuple "
-                "`(x, y)` / `(x, y, sample_weight)`. Received: "
-                f"{type(validation_data).__name__}")
         validation_batch_size = kwargs.pop("validation_batch_size", None)
-        if isinstance(validation_data, (tuple, list)) and all(
-                part is None or is_array_data(part)
-                for part in validation_data):
-            validation_data = array_batches(
-                *keras.utils.unpack_x_y_sample_weight(tuple(validation_data)),
-                batch_size=validation_batch_size or batch_size)
+        if validation_data is not None:
+            validation = keras.utils.unpack_x_y_sample_weight(validation_data)
+            if is_array_data(validation[0]) and all(
+                    part is None or is_array_data(part)
+                    for part in validation[1:]):
+                # In order, at the validation (else the fit's) batch size.
+                validation_data = array_batches(
+                    *validation,
+                    batch_size=validation_batch_size or batch_size)
         batches = array_batches(x, y, sample_weight, batch_size=batch_size,
                                 shuffle=bool(shuffle))
         # Shuffled here: Keras would only warn that it ignores `shuffle`.
