@@ -12,9 +12,12 @@ export TF_CPP_MIN_LOG_LEVEL=3 PYTHONHASHSEED=0
 # builds the same tiny pretrainer, the subprocess runs of the resume tests),
 # and a program XLA compiled once in this run is read back instead of
 # compiled anew (measured: the pretrainer, resume and learning tests 264 s
-# -> 196 s). Removed when the run ends.
+# -> 196 s). Removed when the run ends. A size cap turns on JAX's file
+# lock around the cache's reads and writes, so that the two pytest-xdist
+# workers never read an entry the other is half way through writing.
 jax_cache=$(mktemp -d "${TMPDIR:-/tmp}/keras-tips-jax-cache.XXXXXX")
 trap 'rm -rf "$jax_cache"' EXIT
+export JAX_COMPILATION_CACHE_MAX_SIZE=$((4 * 1024 * 1024 * 1024))
 status=0
 for backend in jax tensorflow torch; do
   echo "=== KERAS_BACKEND=$backend"
