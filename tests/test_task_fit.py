@@ -44,7 +44,6 @@ def _sorted_scenes(count=COUNT):
     """Random images with labels sorted by class: 0 0 0 0 1 1 1 1 2 2 2 2."""
     images = np.random.RandomState(0).randint(
         0, 256, (count, 112, 112, 3)).astype("uint8")
-    # Each label is its sample's index too, through `sample_weight` below.
     return images, np.sort(np.arange(count) % 3).astype("int32")
 
 
