@@ -140,7 +140,9 @@ def array_batches(x, y=None, sample_weight=None, batch_size=None,
     inputs = keras.tree.map_structure(
         _to_numpy, keras.utils.pack_x_y_sample_weight(x, y, sample_weight))
     count = _sample_count(inputs)
-    if seed is None:
+    if shuffle and seed is None:
+        # Drawn only when needed: unshuffled (validation) batches leave
+        # NumPy's global generator as it was.
         seed = int(np.random.randint(0, 2**31 - 1))
     if grain is not None:
         dataset = grain.MapDataset.source(_ArraySlices(inputs))
