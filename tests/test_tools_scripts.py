@@ -97,6 +97,9 @@ def _run_setup_envs(tmp_path, main_status, tfdv_status):
         (tmp_path / venv / "bin" / "python").chmod(0o755)
     for name in ("setup_envs.sh", "require_disk_space.sh"):
         (tools / name).write_text((REPO_ROOT / "tools" / name).read_text())
+    # uv is made once, before the two installs start.
+    (tools / "setup_uv.sh").write_text(
+        f"date +%s.%N > {tmp_path}/setup_uv.sh.end\necho /stub/uv\n")
     for name, status in (("setup_env.sh", main_status),
                          ("setup_tfdv_env.sh", tfdv_status)):
         (tools / name).write_text(
@@ -122,6 +125,9 @@ def test_setup_envs_installs_both_environments_side_by_side(tmp_path):
         tmp_path / f"{tfdv}.end")
     assert _seconds(tmp_path / f"{tfdv}.start") < _seconds(
         tmp_path / f"{main}.end")
+    uv_made = _seconds(tmp_path / "setup_uv.sh.end")
+    assert uv_made <= _seconds(tmp_path / f"{main}.start")
+    assert uv_made <= _seconds(tmp_path / f"{tfdv}.start")
 
 
 @pytest.mark.parametrize("main_status,tfdv_status,named", [
@@ -138,3 +144,79 @@ def test_setup_envs_names_the_install_that_failed(tmp_path, main_status,
     # The other install was not cut short.
     assert (tmp_path / "setup_env.sh.end").exists()
     assert (tmp_path / "setup_tfdv_env.sh.end").exists()
+
+
+def _stub_python(tmp_path):
+    """A `PYTHON` for tools/setup_uv.sh that makes stub venvs and a stub uv.
+
+    `-m venv DIR` writes `DIR/bin/python`; that python's `-m pip install
+    uv==X` sleeps a moment, logs the install and writes `DIR/bin/uv`, which
+    prints `uv X (stub)`.
+    """
+    log = tmp_path / "installs.log"
+    python = tmp_path / "python3"
+    python.write_text(f"""#!/usr/bin/env bash
+set -e
+if [[ "$1 $2" == "-m venv" ]]; then
+  mkdir -p "$3/bin"
+  cat > "$3/bin/python" <<'INNER'
+#!/usr/bin/env bash
+set -e
+bin="$(dirname "$0")"
+spec="${{@: -1}}"
+sleep 0.5
+echo "$spec" >> {log}
+printf '#!/usr/bin/env bash\\necho "uv %s (stub)"\\n' "${{spec#uv==}}" > "$bin/uv"
+chmod +x "$bin/uv"
+INNER
+  chmod +x "$3/bin/python"
+fi
+""")
+    python.chmod(0o755)
+    return python, log
+
+
+def _setup_uv(tmp_path, python, background=False):
+    env = dict(os.environ, PYTHON=str(python),
+               UV_VENV=str(tmp_path / "uv-venv"))
+    command = ["bash", str(REPO_ROOT / "tools" / "setup_uv.sh")]
+    if background:
+        return subprocess.Popen(command, env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+    return subprocess.run(command, env=env, capture_output=True, text=True,
+                          timeout=60)
+
+
+def test_setup_uv_installs_once_and_prints_the_executable(tmp_path):
+    python, log = _stub_python(tmp_path)
+    first = _setup_uv(tmp_path, python)
+    assert first.returncode == 0, first.stderr
+    uv = tmp_path / "uv-venv" / "bin" / "uv"
+    assert first.stdout == f"{uv}\n"
+    pinned = log.read_text().split()
+    assert len(pinned) == 1 and pinned[0].startswith("uv==")
+    second = _setup_uv(tmp_path, python)
+    assert second.stdout == first.stdout
+    assert log.read_text().split() == pinned  # nothing installed again
+
+
+def test_setup_uv_replaces_another_version(tmp_path):
+    python, log = _stub_python(tmp_path)
+    uv = tmp_path / "uv-venv" / "bin" / "uv"
+    uv.parent.mkdir(parents=True)
+    uv.write_text('#!/usr/bin/env bash\necho "uv 0.0.1 (stub)"\n')
+    uv.chmod(0o755)
+    result = _setup_uv(tmp_path, python)
+    assert result.returncode == 0, result.stderr
+    assert len(log.read_text().split()) == 1
+    assert "0.0.1" not in subprocess.run(
+        [str(uv), "--version"], capture_output=True, text=True).stdout
+
+
+def test_setup_uv_calls_started_together_install_once(tmp_path):
+    python, log = _stub_python(tmp_path)
+    runs = [_setup_uv(tmp_path, python, background=True) for _ in range(3)]
+    outputs = [run.communicate(timeout=60) for run in runs]
+    assert all(run.returncode == 0 for run in runs), outputs
+    assert len({out for out, _ in outputs}) == 1
+    assert len(log.read_text().split()) == 1

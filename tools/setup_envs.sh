@@ -2,9 +2,9 @@
 # Creates both environments at once: .venv (tools/setup_env.sh) and the
 # TensorFlow Data Validation venv (tools/setup_tfdv_env.sh).
 #
-# The two installs run side by side: each is mostly one pip process
-# unpacking wheels on one core, so on a 2-core machine the pair takes
-# about as long as the longer one alone. The TFDV install's output is
+# The two installs run side by side, each through uv (tools/setup_uv.sh,
+# made first), so on a 2-core machine the pair takes about as long as the
+# longer one alone. The TFDV install's output is
 # shown once it ends; if either install fails, this script fails after
 # both have finished, naming the one that failed.
 #
@@ -21,6 +21,10 @@ if [ "$need" != 0 ]; then
   bash tools/require_disk_space.sh . "$need" \
     "the main and TensorFlow Data Validation environments"
 fi
+
+# uv, which both installs use (tools/setup_uv.sh), made once before they
+# start.
+bash tools/setup_uv.sh > /dev/null
 
 tfdv_log=$(mktemp)
 trap 'rm -f "$tfdv_log"' EXIT

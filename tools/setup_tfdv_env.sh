@@ -75,8 +75,11 @@ if [[ "${FORCE:-0}" == "1" || ! -x "${venv}/bin/python" ]]; then
   "${python}" -m venv "${venv}"
 fi
 rm -f "${stamp}"
-# --no-cache-dir: the cache would only keep a second copy of every wheel.
-"${venv}/bin/python" -m pip install --require-virtualenv --no-cache-dir -qq \
+# Installed by uv (tools/setup_uv.sh: the same pinned versions, 26 s
+# against pip's 159 s); no cache: it would only keep a second copy of every
+# wheel.
+uv="$(bash "${repo_root}/tools/setup_uv.sh")"
+UV_NO_CACHE=1 "${uv}" pip install -q --python "${venv}/bin/python" \
   -r "${requirements}"
 if ! check_env --verbose; then
   echo "setup_tfdv_env: installed, but importing tensorflow_data_validation" \
