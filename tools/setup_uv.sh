@@ -10,7 +10,7 @@
 # against 131 s with pip (torch installed by pip first in both), the TFDV
 # environment in 26 s against 159 s; `pip freeze` gave the same versions.
 #
-# uv lives in a venv of its own, `.venv-uv` (about 40 MB), so neither
+# uv lives in a venv of its own, `.venv-uv` (about 63 MB), so neither
 # environment it builds carries it. Pinned: a new uv release changes
 # nothing here until this file asks for it. Concurrent calls wait for each
 # other (flock), so two installers started together share one uv.
