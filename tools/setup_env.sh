@@ -14,9 +14,9 @@ if [ ! -x .venv/bin/python ]; then
   "$python" -m venv .venv
 fi
 # torch through pip, which finds the CPU wheel on this kind of machine's
-# disk (uv does not look there); everything else through uv
-# (tools/setup_uv.sh: the same versions, 46 s against pip's 131 s), which
-# keeps the installed torch since it satisfies the package's range.
+# disk (uv does not look there); everything else through uv (why and how
+# fast: tools/setup_uv.sh), which keeps the installed torch since it
+# satisfies the package's range.
 .venv/bin/python -m pip install -q "torch==2.13.0"
 uv=$(bash tools/setup_uv.sh)
 "$uv" pip install -q --python .venv/bin/python -e ".[jax,torch,dev]"

@@ -75,9 +75,8 @@ if [[ "${FORCE:-0}" == "1" || ! -x "${venv}/bin/python" ]]; then
   "${python}" -m venv "${venv}"
 fi
 rm -f "${stamp}"
-# Installed by uv (tools/setup_uv.sh: the same pinned versions, 26 s
-# against pip's 159 s); no cache: it would only keep a second copy of every
-# wheel.
+# Installed by uv (why and how fast: tools/setup_uv.sh); no cache: it
+# would only keep a second copy of every wheel.
 uv="$(bash "${repo_root}/tools/setup_uv.sh")"
 UV_NO_CACHE=1 "${uv}" pip install -q --python "${venv}/bin/python" \
   -r "${requirements}"
