@@ -157,6 +157,9 @@ def _stub_python(tmp_path):
     python = tmp_path / "python3"
     python.write_text(f"""#!/usr/bin/env bash
 set -e
+if [[ "$1" == "-c" ]]; then
+  exec {sys.executable} "$@"
+fi
 if [[ "$1 $2" == "-m venv" ]]; then
   mkdir -p "$3/bin"
   cat > "$3/bin/python" <<'INNER'
@@ -176,9 +179,11 @@ fi
     return python, log
 
 
-def _setup_uv(tmp_path, python, background=False):
+def _setup_uv(tmp_path, python, background=False, path=None):
     env = dict(os.environ, PYTHON=str(python),
                UV_VENV=str(tmp_path / "uv-venv"))
+    if path is not None:
+        env["PATH"] = path
     command = ["bash", str(REPO_ROOT / "tools" / "setup_uv.sh")]
     if background:
         return subprocess.Popen(command, env=env, stdout=subprocess.PIPE,
@@ -216,6 +221,36 @@ def test_setup_uv_replaces_another_version(tmp_path):
 def test_setup_uv_calls_started_together_install_once(tmp_path):
     python, log = _stub_python(tmp_path)
     runs = [_setup_uv(tmp_path, python, background=True) for _ in range(3)]
+    outputs = [run.communicate(timeout=60) for run in runs]
+    assert all(run.returncode == 0 for run in runs), outputs
+    assert len({out for out, _ in outputs}) == 1
+    assert len(log.read_text().split()) == 1
+
+
+def _path_without_flock(tmp_path):
+    """A PATH folder with every command of this machine's PATH but `flock`
+    (as on macOS, which has no util-linux)."""
+    folder = tmp_path / "no-flock-bin"
+    folder.mkdir()
+    for directory in os.environ["PATH"].split(os.pathsep):
+        if not os.path.isdir(directory):
+            continue
+        for name in os.listdir(directory):
+            target = os.path.join(directory, name)
+            link = folder / name
+            if (name != "flock" and not link.exists()
+                    and os.access(target, os.X_OK)):
+                link.symlink_to(target)
+    return str(folder)
+
+
+def test_setup_uv_without_flock_still_installs_once(tmp_path):
+    python, log = _stub_python(tmp_path)
+    path = _path_without_flock(tmp_path)
+    assert subprocess.run(["bash", "-c", "command -v flock"],
+                          env={"PATH": path}).returncode != 0
+    runs = [_setup_uv(tmp_path, python, background=True, path=path)
+            for _ in range(3)]
     outputs = [run.communicate(timeout=60) for run in runs]
     assert all(run.returncode == 0 for run in runs), outputs
     assert len({out for out, _ in outputs}) == 1

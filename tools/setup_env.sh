@@ -19,6 +19,10 @@ fi
 # satisfies the package's range.
 .venv/bin/python -m pip install -q "torch==2.13.0"
 uv=$(bash tools/setup_uv.sh)
+# uv does not read pip's configuration: the same indexes, local wheels,
+# constraints and certificates, as uv settings (tools/pip_config_for_uv.py).
+uv_settings=$(.venv/bin/python tools/pip_config_for_uv.py)
+eval "$uv_settings"
 "$uv" pip install -q --python .venv/bin/python -e ".[jax,torch,dev]"
 .venv/bin/python - <<'PY'
 import importlib

@@ -78,6 +78,9 @@ rm -f "${stamp}"
 # Installed by uv (why and how fast: tools/setup_uv.sh); no cache: it
 # would only keep a second copy of every wheel.
 uv="$(bash "${repo_root}/tools/setup_uv.sh")"
+# pip's indexes, local wheels, constraints and certificates, as uv settings.
+uv_settings="$("${venv}/bin/python" "${repo_root}/tools/pip_config_for_uv.py")"
+eval "${uv_settings}"
 UV_NO_CACHE=1 "${uv}" pip install -q --python "${venv}/bin/python" \
   -r "${requirements}"
 if ! check_env --verbose; then
