@@ -27,6 +27,7 @@ them; uv would stop). A `UV_*` variable already set is never changed.
 Usage (in bash): `eval "$(.venv/bin/python tools/pip_config_for_uv.py)"`
 """
 
+import argparse
 import os
 import re
 import shlex
@@ -113,6 +114,10 @@ def uv_environment(pip_settings, environ):
 
 
 def main():
+    argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        epilog="Usage in bash: eval \"$(python tools/pip_config_for_uv.py)\"",
+    ).parse_args()
     result = subprocess.run(
         [sys.executable, "-m", "pip", "config", "list"],
         capture_output=True, text=True,
