@@ -238,7 +238,7 @@ def _path_without_flock(tmp_path):
         for name in os.listdir(directory):
             target = os.path.join(directory, name)
             link = folder / name
-            if (name != "flock" and not link.exists()
+            if (name != "flock" and not os.path.lexists(link)
                     and os.access(target, os.X_OK)):
                 link.symlink_to(target)
     return str(folder)
