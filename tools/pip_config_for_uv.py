@@ -76,12 +76,12 @@ def parse_pip_config_list(text):
     return {key: value for key, (_, value) in settings.items()}
 
 
-def _local_path(location):
-    """The filesystem path of a local location (a path or `file://` URL)."""
+def _reachable(location):
+    """False for a local location (a path or `file://` URL) that is missing."""
     if "://" not in location:
-        return location
+        return os.path.exists(location)
     parsed = urlparse(location)
-    return unquote(parsed.path) if parsed.scheme == "file" else None
+    return parsed.scheme != "file" or os.path.exists(unquote(parsed.path))
 
 
 def uv_environment(pip_settings, environ):
@@ -103,9 +103,7 @@ def uv_environment(pip_settings, environ):
             continue
         items = value.split() if separator else [value]
         if key in LOCATIONS:
-            items = [item for item in items
-                     if _local_path(item) is None
-                     or os.path.exists(_local_path(item))]
+            items = [item for item in items if _reachable(item)]
         if items:
             exports[variable] = (separator or "").join(items)
     if "UV_INDEX" in exports and "UV_INDEX_STRATEGY" not in environ:

@@ -14,8 +14,7 @@
 # environment it builds carries it. Pinned: a new uv release changes
 # nothing here until this file asks for it. Concurrent calls wait for each
 # other (a lock on `.venv-uv.lock`), so two installers started together
-# share one uv. The lock is util-linux `flock` where there is one, else the
-# same system call through Python (macOS has no `flock` command).
+# share one uv.
 #
 # Usage:  uv=$(bash tools/setup_uv.sh)
 # Env:    PYTHON (default python3), UV_VENV (default <repo>/.venv-uv).
@@ -28,13 +27,10 @@ python="${PYTHON:-python3}"
 
 mkdir -p "$(dirname "${venv}")"
 exec 9>"${venv}.lock"
-if command -v flock >/dev/null 2>&1; then
-  flock 9
-else
-  # The lock belongs to the open file, which this shell keeps open on fd 9
-  # after Python exits, as it does after `flock 9`.
-  "${python}" -c 'import fcntl; fcntl.flock(9, fcntl.LOCK_EX)'
-fi
+# flock(2) through Python, which is here anyway (util-linux `flock` is not,
+# on macOS): the lock belongs to the open file, which this shell keeps open
+# on fd 9 after Python exits.
+"${python}" -c 'import fcntl; fcntl.flock(9, fcntl.LOCK_EX)'
 if [[ ! -x "${venv}/bin/uv" ]] \
     || [[ "$("${venv}/bin/uv" --version 2>/dev/null)" != "uv ${uv_version}"* ]]; then
   rm -rf "${venv}"
