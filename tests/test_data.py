@@ -787,3 +787,39 @@ def test_caption_safe_global_crop_keeps_colours_and_sides(tmp_path, tokenizer, c
     else:
         # Solarization alone changes every view: the check can fail.
         assert not kept.any()
+
+
+def _one_colour_shard(tmp_path, count, colour=(230, 120, 20)):
+    """`count` records of a uniform 80 px image of one (orange) colour."""
+    image = np.zeros((80, 80, 3), np.uint8) + np.array(colour, np.uint8)
+    records = [
+        _example(_encode(image, "PNG"), [b"orange"], [b"an orange image"],
+                 str(i).encode())
+        for i in range(count)
+    ]
+    return _write(tmp_path / "one_colour.tfrecord", records)
+
+
+@pytest.mark.parametrize(
+    "jitter, grayscale", [(0.0, 0.0), (1.0, 0.0), (0.0, 1.0)]
+)
+def test_color_probabilities_apply_to_every_crop(tmp_path, tokenizer, jitter, grayscale):
+    pattern = _one_colour_shard(tmp_path, 32)
+    dataset = _pretraining_dataset(
+        pattern, tokenizer, batch_size=32, global_crop_size=56,
+        local_crop_size=28, num_local_crops=2,
+        global_solarize_probability=0.0, global_blur_probability=0.0,
+        local_blur_probability=0.0, color_jitter_probability=jitter,
+        grayscale_probability=grayscale, caption_safe_global_crop=False,
+        shuffle_buffer=0, seed=5, sequence_length=SEQUENCE_LENGTH, repeat=False,
+    )
+    batch = next(iter(dataset))
+    orange = np.array([230, 120, 20]) / 255.0
+    for name in ("global_images", "local_images"):
+        views = np.asarray(batch[name])
+        views = views.reshape(views.shape[0], -1, 3)
+        kept = np.abs(views - orange).max(axis=(1, 2)) < 0.01
+        if jitter == 0.0 and grayscale == 0.0:
+            assert kept.all(), (name, np.flatnonzero(~kept))
+        else:
+            assert not kept.any(), (name, np.flatnonzero(kept))

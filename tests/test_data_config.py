@@ -35,6 +35,8 @@ def test_data_config_validates_once_and_names_the_field():
         ({"mask_mode": "grid"}, "mask_mode must be one of ['random', 'block']"),
         ({"synthetic_caption_sampling": "last"}, "synthetic_caption_sampling"),
         ({"global_blur_probability": float("nan")}, "global_blur_probability"),
+        ({"color_jitter_probability": 1.5}, "color_jitter_probability must be in [0, 1]"),
+        ({"grayscale_probability": -0.1}, "grayscale_probability must be in [0, 1]"),
         ({"shuffle_buffer": -1}, "shuffle_buffer must be >= 0"),
         ({"seed": 2.5}, "seed must be an int or None"),
         ({"num_parallel_reads": 0}, "num_parallel_reads"),
@@ -52,7 +54,8 @@ def test_pretrain_config_data_section():
     for name in (
         "batch_size", "global_crop_size", "local_crop_size", "num_local_crops",
         "global_crop_scale", "local_crop_scale", "patch_size", "mask_ratio",
-        "mask_mode", "caption_safe_global_crop", "seed",
+        "mask_mode", "caption_safe_global_crop", "color_jitter_probability",
+        "grayscale_probability", "seed",
     ):
         assert getattr(data, name) == getattr(config, name), name
     assert data.sequence_length == config.text_max_length

@@ -234,8 +234,9 @@ def multi_crop(image, seeds, config):
         image: uint8 `(H, W, 3)` tensor.
         seeds: `(1 + config.num_local_crops, 2)` stateless seeds: the
             global view's, then one per local view.
-        config: the `DataConfig` (crop sizes and scales, blur and
-            solarization probabilities, `caption_safe_global_crop`).
+        config: the `DataConfig` (crop sizes and scales, blur, colour
+            jitter, grayscale and solarization probabilities,
+            `caption_safe_global_crop`).
 
     Returns:
         `(global_view, local_views)`: float32 `(G, G, 3)` and
@@ -245,11 +246,15 @@ def multi_crop(image, seeds, config):
     # global crop (the view contrasted with the captions) keeps them true:
     # no flip and nothing that changes colours (jitter, grayscale,
     # solarization). Blur changes no colour name and stays.
+    colours = dict(
+        color_jitter_probability=config.color_jitter_probability,
+        grayscale_probability=config.grayscale_probability,
+    )
     solarize_probability = config.global_solarize_probability
-    colour_safe = {}
+    global_colours = dict(colours)
     if config.caption_safe_global_crop:
         solarize_probability = 0.0
-        colour_safe = dict(
+        global_colours = dict(
             flip_probability=0.0,
             color_jitter_probability=0.0,
             grayscale_probability=0.0,
@@ -261,7 +266,7 @@ def multi_crop(image, seeds, config):
         config.global_crop_scale,
         config.global_blur_probability,
         solarize_probability,
-        **colour_safe,
+        **global_colours,
     )
     local_views = [
         augment_crop(
@@ -271,6 +276,7 @@ def multi_crop(image, seeds, config):
             config.local_crop_scale,
             config.local_blur_probability,
             0.0,
+            **colours,
         )
         for i in range(config.num_local_crops)
     ]

@@ -118,6 +118,10 @@ class PretrainConfig:
             (DINOv2: (0.32, 1.0)).
         local_crop_scale: `(min, max)` area fraction of the local crops
             (DINOv2: (0.05, 0.32)).
+        color_jitter_probability: colour jitter probability of every crop
+            (DINO: 0.8), the caption-safe global crop excepted.
+        grayscale_probability: grayscale probability of every crop (DINO:
+            0.2), the caption-safe global crop excepted.
 
     Masked image modeling:
         mask_ratio: fraction of the global crop's patches masked for the
@@ -222,6 +226,8 @@ class PretrainConfig:
     global_crop_scale: Tuple[float, float] = (0.32, 1.0)
     local_crop_scale: Tuple[float, float] = (0.05, 0.32)
     caption_safe_global_crop: bool = False
+    color_jitter_probability: float = 0.8
+    grayscale_probability: float = 0.2
 
     # Masked image modeling.
     mask_ratio: float = 0.75
@@ -445,6 +451,8 @@ class PretrainConfig:
                 "random" if self.multi_granularity_captions else "first"
             ),
             caption_safe_global_crop=self.caption_safe_global_crop,
+            color_jitter_probability=self.color_jitter_probability,
+            grayscale_probability=self.grayscale_probability,
             shuffle_buffer=TRAINING_SHUFFLE_BUFFER,
             seed=self.seed,
         )

@@ -138,6 +138,11 @@ class DataConfig:
         local_blur_probability: blur probability of local crops (0.5).
         global_solarize_probability: solarization probability of the
             global crop (0.2).
+        color_jitter_probability: colour jitter probability of every view
+            (0.8; DINO's brightness 0.4, contrast 0.4, saturation 0.2,
+            hue 0.1), the caption-safe global crop excepted.
+        grayscale_probability: grayscale probability of every view (0.2),
+            the caption-safe global crop excepted.
         caption_safe_global_crop: no flip, colour jitter, grayscale or
             solarization on the global crop, so captions naming colours and
             left/right positions stay true of it (False).
@@ -172,6 +177,8 @@ class DataConfig:
     global_blur_probability: float = 0.5
     local_blur_probability: float = 0.5
     global_solarize_probability: float = 0.2
+    color_jitter_probability: float = 0.8
+    grayscale_probability: float = 0.2
     caption_safe_global_crop: bool = False
     shuffle_buffer: int = 4096
     seed: Optional[int] = None
@@ -249,6 +256,8 @@ class DataConfig:
             "global_blur_probability",
             "local_blur_probability",
             "global_solarize_probability",
+            "color_jitter_probability",
+            "grayscale_probability",
         ):
             if not 0 <= getattr(self, name) <= 1:
                 self._fail(name, "must be in [0, 1]")
