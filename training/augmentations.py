@@ -33,15 +33,15 @@ import math
 
 import tensorflow as tf
 
+from training.data_config import DataConfig
+
 # torchvision / DINO augmentation constants.
 _CROP_ASPECT_RATIO = (3.0 / 4.0, 4.0 / 3.0)
 _CROP_ATTEMPTS = 10
-_COLOR_JITTER_PROBABILITY = 0.8
 _BRIGHTNESS = 0.4
 _CONTRAST = 0.4
 _SATURATION = 0.2
 _HUE = 0.1
-_GRAYSCALE_PROBABILITY = 0.2
 _BLUR_KERNEL_SIZE = 9
 _BLUR_SIGMA = (0.1, 2.0)
 _SOLARIZE_THRESHOLD = 128.0 / 255.0
@@ -178,14 +178,15 @@ def augment_crop(
 
     Random resized crop (area `scale`, aspect 3/4..4/3, bicubic with
     antialiasing), horizontal flip (p `flip_probability`), colour jitter
-    (p 0.8 by default), grayscale (p 0.2 by default), Gaussian blur
+    (p `color_jitter_probability`), grayscale (p `grayscale_probability`;
+    both default to `DataConfig`'s, DINO's 0.8 and 0.2), Gaussian blur
     (p `blur_probability`, sigma 0.1..2), solarization
     (p `solarize_probability`).
     """
     if color_jitter_probability is None:
-        color_jitter_probability = _COLOR_JITTER_PROBABILITY
+        color_jitter_probability = DataConfig.color_jitter_probability
     if grayscale_probability is None:
-        grayscale_probability = _GRAYSCALE_PROBABILITY
+        grayscale_probability = DataConfig.grayscale_probability
     u = tf.random.stateless_uniform([_CROP_UNIFORMS], seed=seed)
     shape = tf.shape(image)
     top, left, crop_h, crop_w = random_resized_crop_window(
@@ -251,7 +252,7 @@ def multi_crop(image, seeds, config):
         grayscale_probability=config.grayscale_probability,
     )
     solarize_probability = config.global_solarize_probability
-    global_colours = dict(colours)
+    global_colours = colours
     if config.caption_safe_global_crop:
         solarize_probability = 0.0
         global_colours = dict(
