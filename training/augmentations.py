@@ -168,8 +168,8 @@ def augment_crop(
     blur_probability,
     solarize_probability,
     flip_probability=0.5,
-    color_jitter_probability=None,
-    grayscale_probability=None,
+    color_jitter_probability=DataConfig.color_jitter_probability,
+    grayscale_probability=DataConfig.grayscale_probability,
 ):
     """One DINO view of a uint8 `(H, W, 3)` image: float32 `(size, size, 3)`.
 
@@ -183,10 +183,6 @@ def augment_crop(
     (p `blur_probability`, sigma 0.1..2), solarization
     (p `solarize_probability`).
     """
-    if color_jitter_probability is None:
-        color_jitter_probability = DataConfig.color_jitter_probability
-    if grayscale_probability is None:
-        grayscale_probability = DataConfig.grayscale_probability
     u = tf.random.stateless_uniform([_CROP_UNIFORMS], seed=seed)
     shape = tf.shape(image)
     top, left, crop_h, crop_w = random_resized_crop_window(
