@@ -522,29 +522,33 @@ def test_nan_loss_stops_the_run_naming_step_and_term(tmp_path):
 # ---------------------------------------------------------------------------
 # The three backends agree.
 
+def _parity_losses(mode, path):
+    """The tiny `tips` pretrainer's loss terms on the weights and batch at
+    `path`; `mode="write"` first saves this process's initial weights and a
+    random batch there."""
+    config = tiny_config("tips")
+    pretrainer = make_pretrainer(config, compile=False)
+    named = pretrainer.named_weights()
+    if mode == "write":
+        batch = random_batch(np.random.default_rng(7), config)
+        arrays = {"w/" + k: keras.ops.convert_to_numpy(v) for k, v in named.items()}
+        arrays.update({f"batch/{k}": v for k, v in batch.items()})
+        np.savez(path, **arrays)
+    data = np.load(path)
+    for name, variable in named.items():
+        value = data["w/" + name]
+        assert tuple(variable.shape) == value.shape, (name, variable.path, value.shape)
+        variable.assign(value)
+    batch = {k[len("batch/"):]: data[k] for k in data.files if k.startswith("batch/")}
+    terms = pretrainer.compute_losses(batch)
+    return {k: float(keras.ops.convert_to_numpy(v)) for k, v in terms.items()}
+
+
 _PARITY_SCRIPT = r"""
 import json, sys
-import numpy as np
-import keras
 sys.path.insert(0, sys.argv[1])
-from tests.test_pretrainer import tiny_config, make_pretrainer, random_batch
-mode, path = sys.argv[2], sys.argv[3]
-config = tiny_config("tips")
-pretrainer = make_pretrainer(config, compile=False)
-named = pretrainer.named_weights()
-if mode == "write":
-    batch = random_batch(np.random.default_rng(7), config)
-    arrays = {"w/" + k: keras.ops.convert_to_numpy(v) for k, v in named.items()}
-    arrays.update({f"batch/{k}": v for k, v in batch.items()})
-    np.savez(path, **arrays)
-data = np.load(path)
-for name, variable in named.items():
-    value = data["w/" + name]
-    assert tuple(variable.shape) == value.shape, (name, variable.path, value.shape)
-    variable.assign(value)
-batch = {k[len("batch/"):]: data[k] for k in data.files if k.startswith("batch/")}
-terms = pretrainer.compute_losses(batch)
-print("RESULT " + json.dumps({k: float(keras.ops.convert_to_numpy(v)) for k, v in terms.items()}))
+from tests.test_pretrainer import _parity_losses
+print("RESULT " + json.dumps(_parity_losses(sys.argv[2], sys.argv[3])))
 """
 
 
@@ -566,11 +570,15 @@ def _run_backend(backend, *args, timeout=300):
 @pytest.mark.slow
 @pytest.mark.backend_independent
 def test_backends_give_the_same_losses(tmp_path):
+    # This process's backend writes the weights and the batch and is the
+    # reference; the two others each read them in a process of their own.
     path = str(tmp_path / "weights_and_batch.npz")
-    results = {"jax": _run_backend("jax", "write", path)}
-    for backend in ("tensorflow", "torch"):
+    here = keras.backend.backend()
+    results = {here: _parity_losses("write", path)}
+    for backend in sorted({"jax", "tensorflow", "torch"} - {here}):
         results[backend] = _run_backend(backend, "read", path)
-    reference = results["jax"]
+    assert len(results) == 3
+    reference = results[here]
     for backend, terms in results.items():
         for term in ("loss", *LOSS_TERMS):
             assert abs(terms[term] - reference[term]) <= 1e-4 * max(
