@@ -2,7 +2,7 @@
 
 `.venv-tfdv` (see `tools/setup_tfdv_env.sh`) has TensorFlow 2.16.2 and the
 matching tensorflow-text 2.16.1, and neither keras-tips nor keras-hub. The
-SavedModel is exported by `python -m keras_tips.export` in this venv
+SavedModel is exported by `python -m keras_tips.export`'s `_main` in this venv
 (TensorFlow 2.21) on the TensorFlow backend, which is also what the torch
 backend does, and served there:
 
@@ -29,6 +29,7 @@ import pytest
 from keras import ops
 from PIL import Image
 
+from keras_tips.export import _main as export_main
 from keras_tips.presets import load_preset_components
 from keras_tips.presets import resolve_preset
 from tests.conftest import REPO_ROOT
@@ -92,17 +93,24 @@ SERVER_SCRIPT = textwrap.dedent(
 )
 
 
-def _export(directory, backend, texts=True):
+def _export(backend, *exports):
+    """Exports the embedded preset by `keras_tips.export`'s command line, once
+    per `(directory, texts)` in `exports`, on `backend`: in this process if
+    it runs that backend, else in one subprocess for all of them."""
+    argvs = [[resolve_preset("tips_tiny_scenes"), str(directory)]
+             + ([] if texts else ["--no-texts"])
+             for directory, texts in exports]
+    if keras.backend.backend() == backend:
+        for argv in argvs:
+            assert export_main(argv) == 0
+        return
     env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="3")
     env["PYTHONPATH"] = str(REPO_ROOT)
-    command = [sys.executable, "-m", "keras_tips.export",
-               resolve_preset("tips_tiny_scenes"), str(directory)]
-    if not texts:
-        command.append("--no-texts")
-    result = subprocess.run(command, env=env, capture_output=True, text=True,
-                            timeout=600)
+    code = ("import sys; from keras_tips.export import _main; "
+            f"sys.exit(max(_main(argv) for argv in {argvs!r}))")
+    result = subprocess.run([sys.executable, "-c", code], env=env,
+                            capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
-    return directory
 
 
 @pytest.fixture(scope="module")
@@ -117,11 +125,10 @@ def tfdv_python():
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
     root = tmp_path_factory.mktemp("older_tensorflow")
-    return {
-        "full": _export(root / "full", "tensorflow"),
-        "images_only": _export(root / "images_only", "tensorflow",
-                               texts=False),
-    }
+    directories = {"full": root / "full", "images_only": root / "images_only"}
+    _export("tensorflow", (directories["full"], True),
+            (directories["images_only"], False))
+    return directories
 
 
 @pytest.fixture(scope="module")
@@ -234,7 +241,8 @@ def test_jax_export_does_not_load_in_tensorflow_2_16(
     tfdv_python, case, tmp_path
 ):
     inputs, _ = case
-    model_dir = _export(tmp_path / "from_jax", "jax")
+    model_dir = tmp_path / "from_jax"
+    _export("jax", (model_dir, True))
     result, _, _ = _serve(tfdv_python, model_dir, inputs, "import", tmp_path)
     assert result.returncode != 0
     assert "Cannot deserialize computation" in result.stderr, (
