@@ -216,15 +216,21 @@ def test_every_released_checkpoint_has_a_named_preset():
     assert set(keras_tips.list_presets()) >= set(tips_presets.PRESETS)
 
 
-def test_convert_checkpoint_cli(tmp_path, tokenizer_model):
+def test_convert_checkpoint_cli(tmp_path, tokenizer_model, capsys):
+    from tools.convert_checkpoint import main as convert_main
+
     out = tmp_path / "cli_preset"
-    command = [sys.executable, "tools/convert_checkpoint.py", "--vision", str(VISION),
-               "--text", str(TEXT), "--tokenizer", str(tokenizer_model),
-               "--output", str(out), "--num_heads", "4", "--image_size", "56"]
+    arguments = ["--vision", str(VISION), "--text", str(TEXT),
+                 "--tokenizer", str(tokenizer_model), "--output", str(out),
+                 "--num_heads", "4", "--image_size", "56"]
+    command = [sys.executable, "tools/convert_checkpoint.py", *arguments]
     env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
     done = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
     assert (out / "config.json").exists() and (out / "tokenizer.json").exists()
-    again = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True)
-    assert again.returncode == 1
-    assert "already exists" in again.stderr.strip().splitlines()[-1]
+    # Run again (in this process: the script's `main`): the preset written
+    # above is kept, and the error says why.
+    written = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    assert convert_main(arguments) == 1
+    assert "already exists" in capsys.readouterr().err.strip().splitlines()[-1]
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == written
