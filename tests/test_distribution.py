@@ -6,7 +6,8 @@ starts, so they run in subprocesses: JAX `data_parallel` and
 (`--xla_force_host_platform_device_count=4`), TensorFlow `mirrored` on 2
 logical CPU devices. Each subprocess trains the same tiny model from the same
 initial weights on the same two global batches (8 images) without and with
-the distribution, and reports the largest differences of the logged losses
+the distribution (the two JAX layouts share one subprocess and its
+single-device run), and reports the largest differences of the logged losses
 and of the final weights (student, teacher, centers).
 """
 
@@ -27,8 +28,8 @@ FAST_XLA = "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_pass
 
 _EQUIVALENCE_SCRIPT = r"""
 import json, sys
-mode = sys.argv[2]
-if mode == "mirrored":
+modes = sys.argv[2].split(",")
+if "mirrored" in modes:
     import tensorflow as tf
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(
@@ -61,44 +62,51 @@ initial = {k: np.array(keras.ops.convert_to_numpy(v))
            for k, v in single.named_weights().items()}
 single_logs, single_weights = train(single)
 
-if mode == "mirrored":
-    setup = distribution.make_distribution(
-        "mirrored", devices=["/cpu:0", "/cpu:1"])
-elif mode == "data_parallel":
-    setup = distribution.make_distribution("data_parallel")
-else:
-    setup = distribution.make_distribution(
-        "model_parallel", model_parallel_size=2)
-with setup.scope():
-    multi = make_pretrainer(config)
-    for name, variable in multi.named_weights().items():
-        variable.assign(initial[name])
-multi_logs, multi_weights = train(multi)
-
 terms = ["loss", "contrastive_noisy", "contrastive_synthetic", "distillation",
          "masked", "gradient_norm"]
-loss_diff = max(abs(a[t] - b[t]) / max(1.0, abs(a[t]))
-                for a, b in zip(single_logs, multi_logs) for t in terms)
-weight_diff = max(float(np.max(np.abs(single_weights[k] - multi_weights[k])))
-                  for k in single_weights)
-moved = max(float(np.max(np.abs(single_weights[k] - initial[k])))
-            for k in single_weights if not k.startswith("state/"))
-sharded = []
-if mode == "model_parallel":
-    for name, variable in multi.named_weights().items():
-        spec = getattr(variable.value.sharding, "spec", None)
-        if spec is not None and any(axis is not None for axis in spec):
-            sharded.append(variable.path)
-print("RESULT " + json.dumps({
-    "replicas": setup.num_replicas, "loss_diff": loss_diff,
-    "weight_diff": weight_diff, "moved": moved, "steps": len(multi_logs),
-    "sharded": sorted(set(sharded)),
-    "losses": [[s["loss"] for s in single_logs], [s["loss"] for s in multi_logs]],
-}))
+results = {}
+for mode in modes:
+    if mode == "mirrored":
+        setup = distribution.make_distribution(
+            "mirrored", devices=["/cpu:0", "/cpu:1"])
+    elif mode == "data_parallel":
+        setup = distribution.make_distribution("data_parallel")
+    else:
+        setup = distribution.make_distribution(
+            "model_parallel", model_parallel_size=2)
+    with setup.scope():
+        multi = make_pretrainer(config)
+        for name, variable in multi.named_weights().items():
+            variable.assign(initial[name])
+    multi_logs, multi_weights = train(multi)
+
+    loss_diff = max(abs(a[t] - b[t]) / max(1.0, abs(a[t]))
+                    for a, b in zip(single_logs, multi_logs) for t in terms)
+    weight_diff = max(
+        float(np.max(np.abs(single_weights[k] - multi_weights[k])))
+        for k in single_weights)
+    moved = max(float(np.max(np.abs(single_weights[k] - initial[k])))
+                for k in single_weights if not k.startswith("state/"))
+    sharded = []
+    if mode == "model_parallel":
+        for name, variable in multi.named_weights().items():
+            spec = getattr(variable.value.sharding, "spec", None)
+            if spec is not None and any(axis is not None for axis in spec):
+                sharded.append(variable.path)
+    results[mode] = {
+        "replicas": setup.num_replicas, "loss_diff": loss_diff,
+        "weight_diff": weight_diff, "moved": moved, "steps": len(multi_logs),
+        "sharded": sorted(set(sharded)),
+        "losses": [[s["loss"] for s in single_logs],
+                   [s["loss"] for s in multi_logs]],
+    }
+print("RESULT " + json.dumps(results))
 """
 
 
-def _run(mode, backend, extra_xla_flags=""):
+def _run(modes, backend, extra_xla_flags=""):
+    """`{mode: result}` for `modes`, one subprocess: the single-device run
+    once, then each distribution from the same initial weights."""
     env = dict(
         os.environ,
         KERAS_BACKEND=backend,
@@ -106,7 +114,8 @@ def _run(mode, backend, extra_xla_flags=""):
         XLA_FLAGS=f"{FAST_XLA} {extra_xla_flags}".strip(),
     )
     completed = subprocess.run(
-        [sys.executable, "-c", _EQUIVALENCE_SCRIPT, str(REPO_ROOT), mode],
+        [sys.executable, "-c", _EQUIVALENCE_SCRIPT, str(REPO_ROOT),
+         ",".join(modes)],
         capture_output=True,
         text=True,
         env=env,
@@ -118,12 +127,19 @@ def _run(mode, backend, extra_xla_flags=""):
     return json.loads(lines[-1][len("RESULT ") :])
 
 
+@pytest.fixture(scope="module")
+def jax_results():
+    """Data and model parallel on 4 virtual CPU devices, one subprocess."""
+    return _run(
+        ["data_parallel", "model_parallel"], "jax",
+        "--xla_force_host_platform_device_count=4",
+    )
+
+
 @pytest.mark.slow
 @pytest.mark.backend_independent
-def test_jax_data_parallel_on_4_devices_equals_one_device():
-    result = _run(
-        "data_parallel", "jax", "--xla_force_host_platform_device_count=4"
-    )
+def test_jax_data_parallel_on_4_devices_equals_one_device(jax_results):
+    result = jax_results["data_parallel"]
     assert result["replicas"] == 4 and result["steps"] == 2
     assert result["moved"] > 1e-3  # the step did change the weights
     assert result["loss_diff"] < 1e-5, result
@@ -132,10 +148,10 @@ def test_jax_data_parallel_on_4_devices_equals_one_device():
 
 @pytest.mark.slow
 @pytest.mark.backend_independent
-def test_jax_model_parallel_shards_kernels_and_equals_one_device():
-    result = _run(
-        "model_parallel", "jax", "--xla_force_host_platform_device_count=4"
-    )
+def test_jax_model_parallel_shards_kernels_and_equals_one_device(
+    jax_results,
+):
+    result = jax_results["model_parallel"]
     assert result["replicas"] == 2 and result["steps"] == 2
     for path in ("block_0/qkv/kernel", "block_0/mlp/fc1/kernel", "prototypes"):
         assert any(p.endswith(path) for p in result["sharded"]), result["sharded"]
@@ -146,7 +162,7 @@ def test_jax_model_parallel_shards_kernels_and_equals_one_device():
 @pytest.mark.slow
 @pytest.mark.backend_independent
 def test_tensorflow_mirrored_on_2_devices_equals_one_device():
-    result = _run("mirrored", "tensorflow")
+    result = _run(["mirrored"], "tensorflow")["mirrored"]
     assert result["replicas"] == 2 and result["steps"] == 2
     assert result["moved"] > 1e-3
     assert result["loss_diff"] < 1e-5, result
