@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+import keras_tips
 from keras_tips.tasks import TIPSImageClassifier
 from keras_tips.tasks import array_batches as array_batches_module
 from keras_tips.tasks.array_batches import array_batches
@@ -16,11 +17,28 @@ from keras_tips.tasks.array_batches import array_batches
 COUNT, BATCH = 12, 4
 
 
+def _small_classifier():
+    """A one-block classifier whose preprocessor resizes raw uint8 images
+    to 28 px: the batches take the path of a preset's classifier, and the
+    eager steps (below) stay short (the embedded preset at 112 px took a
+    minute of eager JAX steps for one test)."""
+    encoder = keras_tips.TIPSVisionEncoder(
+        hidden_dim=16, num_layers=1, num_heads=2, mlp_dim=32,
+        position_grid_size=2, image_shape=(28, 28, 3))
+    backbone = keras_tips.TIPSBackbone(
+        encoder,
+        keras_tips.TIPSTextEncoder(vocabulary_size=50, hidden_dim=16,
+                                   num_layers=1, num_heads=2, mlp_dim=32))
+    preprocessor = keras_tips.TIPSPreprocessor(
+        image_converter=keras_tips.TIPSImageConverter(image_size=(28, 28)))
+    return TIPSImageClassifier(backbone, num_classes=3,
+                               preprocessor=preprocessor)
+
+
 def _recording_classifier():
-    """The embedded preset's classifier, recording the labels of every
-    training and validation batch (eager steps, so they are concrete)."""
-    classifier = TIPSImageClassifier.from_preset("tips_tiny_scenes",
-                                                 num_classes=3)
+    """A classifier recording the labels of every training and validation
+    batch (eager steps, so they are concrete)."""
+    classifier = _small_classifier()
     seen = {"train": [], "test": []}
 
     def recorder(kind, step):
