@@ -12,25 +12,19 @@ import subprocess
 import sys
 from pathlib import Path
 
-# Faster XLA compiles on CPU (no effect once JAX has started).
-os.environ.setdefault(
-    "XLA_FLAGS",
-    "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true",
-)
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-import tensorflow as tf  # noqa: E402
-
-from training import train as train_lib  # noqa: E402
-from training.callbacks import NonFiniteLossError  # noqa: E402
-from training.config import PretrainConfig  # noqa: E402
-from training.models import build_backbone  # noqa: E402
-from training.optimizers import build_optimizer  # noqa: E402
-from training.pretrainer import LOG_KEYS  # noqa: E402
-from training.pretrainer import LOSS_TERMS  # noqa: E402
-from training.pretrainer import TIPSPretrainer  # noqa: E402
+from training import train as train_lib
+from training.callbacks import NonFiniteLossError
+from training.config import PretrainConfig
+from training.models import build_backbone
+from training.optimizers import build_optimizer
+from training.pretrainer import LOG_KEYS
+from training.pretrainer import LOSS_TERMS
+from training.pretrainer import TIPSPretrainer
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 VOCABULARY_SIZE = 64

@@ -19,25 +19,20 @@ import sys
 import time
 from pathlib import Path
 
-os.environ.setdefault(
-    "XLA_FLAGS",
-    "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true",
-)
+import keras
+import numpy as np
+import pytest
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
+from training import checkpointing
+from training import train as train_lib
+from training.checkpointing import CheckpointError
+from training.checkpointing import CheckpointManager
 
-from training import checkpointing  # noqa: E402
-from training import train as train_lib  # noqa: E402
-from training.checkpointing import CheckpointError  # noqa: E402
-from training.checkpointing import CheckpointManager  # noqa: E402
-
-from tests.test_pretrainer import VOCABULARY_SIZE  # noqa: E402
-from tests.test_pretrainer import dataset_of  # noqa: E402
-from tests.test_pretrainer import make_pretrainer  # noqa: E402
-from tests.test_pretrainer import random_batch  # noqa: E402
-from tests.test_pretrainer import tiny_config  # noqa: E402
+from tests.test_pretrainer import VOCABULARY_SIZE
+from tests.test_pretrainer import dataset_of
+from tests.test_pretrainer import make_pretrainer
+from tests.test_pretrainer import random_batch
+from tests.test_pretrainer import tiny_config
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TOKENIZER = REPO_ROOT / "tests" / "fixtures" / "tokenizer" / "tokenizer.model"
