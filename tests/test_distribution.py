@@ -23,8 +23,9 @@ import pytest
 
 from training import distribution
 
+from tests.conftest import SUBPROCESS_XLA_FLAGS
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
-FAST_XLA = "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"
 
 _EQUIVALENCE_SCRIPT = r"""
 import json, sys
@@ -111,7 +112,7 @@ def _run(modes, backend, extra_xla_flags=""):
         os.environ,
         KERAS_BACKEND=backend,
         PYTHONPATH=str(REPO_ROOT),
-        XLA_FLAGS=f"{FAST_XLA} {extra_xla_flags}".strip(),
+        XLA_FLAGS=f"{SUBPROCESS_XLA_FLAGS} {extra_xla_flags}".strip(),
     )
     completed = subprocess.run(
         [sys.executable, "-c", _EQUIVALENCE_SCRIPT, str(REPO_ROOT),

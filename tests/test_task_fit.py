@@ -14,6 +14,8 @@ from keras_tips.tasks import TIPSImageClassifier
 from keras_tips.tasks import array_batches as array_batches_module
 from keras_tips.tasks.array_batches import array_batches
 
+from tests.test_image_classifier import _small_backbone
+
 COUNT, BATCH = 12, 4
 
 
@@ -22,16 +24,9 @@ def _small_classifier():
     to 28 px: the batches take the path of a preset's classifier, and the
     eager steps (below) stay short (the embedded preset at 112 px took a
     minute of eager JAX steps for one test)."""
-    encoder = keras_tips.TIPSVisionEncoder(
-        hidden_dim=16, num_layers=1, num_heads=2, mlp_dim=32,
-        position_grid_size=2, image_shape=(28, 28, 3))
-    backbone = keras_tips.TIPSBackbone(
-        encoder,
-        keras_tips.TIPSTextEncoder(vocabulary_size=50, hidden_dim=16,
-                                   num_layers=1, num_heads=2, mlp_dim=32))
     preprocessor = keras_tips.TIPSPreprocessor(
         image_converter=keras_tips.TIPSImageConverter(image_size=(28, 28)))
-    return TIPSImageClassifier(backbone, num_classes=3,
+    return TIPSImageClassifier(_small_backbone(), num_classes=3,
                                preprocessor=preprocessor)
 
 
