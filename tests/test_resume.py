@@ -228,6 +228,30 @@ def test_stopped_and_resumed_run_equals_an_uninterrupted_run(tmp_path,
     )
 
 
+def test_preset_after_a_high_resolution_stage_encodes_at_its_size(tmp_path):
+    from keras_tips import TIPSImageConverter
+
+    config = tiny_config(
+        total_steps=2, warmup_steps=1, high_res_steps=1,
+        high_res_crop_size=2 * tiny_config().global_crop_size)
+    rng = np.random.default_rng(3)
+    sizes = []
+
+    def dataset_fn(config, start_step, global_crop_size):
+        sizes.append(global_crop_size)
+        phase = config.replace(global_crop_size=global_crop_size)
+        return dataset_of([random_batch(rng, phase)], repeat=True)
+
+    result = train_lib.run_training(
+        config, output_dir=str(tmp_path), vocabulary_size=VOCABULARY_SIZE,
+        dataset_fn=dataset_fn, checkpoint_every=0, verbose=0)
+    assert result.step == 2
+    assert sizes == [config.global_crop_size, config.high_res_crop_size]
+    converter = TIPSImageConverter.from_preset(result.preset_dir)
+    size = config.high_res_crop_size
+    assert tuple(converter.image_size) == (size, size)
+
+
 # ---------------------------------------------------------------------------
 # Subprocess runs on TFRecords, interrupted with signals.
 

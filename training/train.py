@@ -343,7 +343,9 @@ def run_training(
             the tokenizer's.
         callbacks: extra Keras callbacks.
         verbose: `fit` verbosity.
-        save_preset: bool. Save the final student with `save_to_preset`.
+        save_preset: bool. Save the final student with `save_to_preset`,
+            its image converter at the global crop size of the last
+            phase (`high_res_crop_size` after a high-resolution stage).
         tensorboard: bool. Also write the per-step metrics as TensorBoard
             event files under `<output_dir>/tensorboard`. (They always go
             to `<output_dir>/metrics.jsonl`, see `training.metrics_log`.)
@@ -476,9 +478,11 @@ def run_training(
     preset_dir = None
     if save_preset:
         preset_dir = os.path.join(output_dir, "preset")
+        # The image size the model trained at last: after a high-resolution
+        # stage that stage's crop, which is the size to encode images at.
         _save_preset_atomically(
             pretrainer.backbone, tokenizer, preset_dir,
-            image_size=config.global_crop_size,
+            image_size=_phases(config)[-1][2],
         )
     return TrainingResult(
         step=step,
