@@ -690,6 +690,29 @@ def test_sinkhorn_knopp_row_weights_and_global_sum(rng):
     np.testing.assert_allclose(replica, whole[:10], rtol=1e-5, atol=1e-9)
 
 
+def test_sinkhorn_knopp_with_far_more_prototypes_than_rows():
+    # The CLS head's case at small batches (4 images, 65,536 prototypes):
+    # at temperature 0.02 some prototypes' columns hold only entries below
+    # 1e-30 of the total. DINOv2's algorithm still gives each of them mass
+    # 1 / K after a round or two; so must the scaled form.
+    rng = np.random.default_rng(0)
+    logits = np.tanh(0.3 * rng.normal(size=(4, 65536))).astype("float32")
+    weights = np.array([1, 0, 1, 1], "float32")
+    kept = weights > 0
+    expected = _sinkhorn_reference((logits - 1.0)[kept], 0.02, 3)
+    column_mass = np.exp((logits[kept] - 1.0).astype("float64") / 0.02).sum(0)
+    assert (column_mass / column_mass.sum() < 1e-30).any()
+    got = ops.convert_to_numpy(losses.sinkhorn_knopp_probabilities(
+        logits, 0.02, 3, row_weights=weights))
+    assert np.isfinite(got).all()
+    np.testing.assert_array_equal(got[~kept], 0.0)
+    np.testing.assert_allclose(got[kept], expected, rtol=1e-3, atol=1e-9)
+    # Row masses are float32 matrix-vector products over 65,536 columns.
+    np.testing.assert_allclose(got[kept].sum(axis=1), 1.0, rtol=1e-4)
+    np.testing.assert_allclose(
+        got[kept].sum(axis=0), expected.sum(axis=0), rtol=1e-3, atol=1e-9)
+
+
 def test_sinkhorn_knopp_rejects_bad_arguments(rng):
     logits = ops.convert_to_tensor(np.tanh(rng.normal(size=(4, 6))).astype("float32"))
     with pytest.raises(ValueError, match="num_iterations"):

@@ -276,15 +276,47 @@ def sinkhorn_knopp_probabilities(
     row_weights = ops.stop_gradient(_to_float32(row_weights))
     _check_rank(row_weights, (1,), "row_weights")
     tiny = 1e-30
-    q = ops.exp((logits - 1.0) / temperature) * row_weights[:, None]
-    q = q / ops.maximum(global_sum(ops.sum(q)), tiny)
+    # The targets are `diag(r) Q diag(c)` for `Q = exp((t - 1) / T)`: each
+    # round rescales the columns so that every prototype gets mass 1 / K,
+    # then the rows so that each gets 1 / M (DINOv2's algorithm; `r` starts
+    # at `1 / sum(Q)`, DINOv2's first normalisation). A round is thus two
+    # matrix-vector products that read `Q`, instead of four passes that
+    # rewrite the `(M, K)` matrix: on backends that do not fuse elementwise
+    # ops (torch, TensorFlow graphs) those passes were most of the targets'
+    # cost at 32,768-65,536 prototypes. Rows with weight 0, and rows whose
+    # every entry underflowed to 0, get `r = 0` and zero targets.
+    q = ops.exp((logits - 1.0) / temperature)
     num_rows = ops.maximum(global_sum(ops.sum(row_weights)), 1.0)
-    for _ in range(int(num_iterations)):
-        prototype_mass = global_sum(ops.sum(q, axis=0, keepdims=True))
-        q = q / ops.maximum(prototype_mass, tiny) / num_prototypes
-        row_mass = ops.sum(q, axis=1, keepdims=True)
-        q = q / ops.maximum(row_mass, tiny) / num_rows
-    return ops.stop_gradient(q * num_rows)
+    # DINOv2 first divides `Q` by its sum; here that is the rows' scale.
+    # (1, M) @ (M, K): each prototype's mass over the kept rows.
+    weighted_mass = global_sum(ops.matmul(row_weights[None, :], q))[0]
+    total = ops.maximum(ops.sum(weighted_mass), tiny)
+    row_scale = row_weights / total
+    column_scale = ops.ones((num_prototypes,), "float32")
+    for index in range(int(num_iterations)):
+        # Each prototype's mass in the current targets.
+        if index == 0:
+            prototype_mass = weighted_mass / total
+        else:
+            prototype_mass = column_scale * global_sum(
+                ops.matmul(row_scale[None, :], q)
+            )[0]
+        column_scale = ops.where(
+            prototype_mass > 0,
+            column_scale
+            / (ops.maximum(prototype_mass, tiny) * num_prototypes),
+            0.0,
+        )
+        # (M, K) @ (K, 1): each row's mass with the new column scales.
+        row_mass = row_scale * ops.matmul(q, column_scale[:, None])[:, 0]
+        row_scale = ops.where(
+            row_mass > 0,
+            row_scale / (ops.maximum(row_mass, tiny) * num_rows),
+            0.0,
+        )
+    return ops.stop_gradient(
+        q * (row_scale * num_rows)[:, None] * column_scale[None, :]
+    )
 
 
 def _cross_entropy(teacher_probs, student_logits, student_temperature):

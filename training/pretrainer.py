@@ -144,10 +144,15 @@ def _distribution_diagnostics(teacher_probs, student_logits,
     weights = ops.cast(row_weights, "float32")
     count = ops.maximum(ops.sum(weights), 1.0)
     num_prototypes = teacher_probs.shape[-1]
-    student = ops.softmax(
+    # -sum p log p from the log-probabilities: fewer passes over the
+    # `(M, K)` rows than a softmax followed by a clipped log.
+    student_log_probs = ops.log_softmax(
         ops.stop_gradient(ops.cast(student_logits, "float32"))
         / student_temperature,
         axis=-1,
+    )
+    student_entropy = -ops.sum(
+        ops.exp(student_log_probs) * student_log_probs, axis=-1
     )
     # Rows per argmax prototype, O(rows) (a one-hot would be rows x K).
     rows_per_prototype = ops.segment_sum(
@@ -155,14 +160,15 @@ def _distribution_diagnostics(teacher_probs, student_logits,
         ops.cast(ops.argmax(teacher_probs, axis=-1), "int32"),
         num_segments=num_prototypes,
     )
-    mean_target = ops.sum(teacher_probs * weights[:, None], axis=0) / count
+    # (1, M) @ (M, K): reads the targets once, writes only the mean.
+    mean_target = ops.matmul(weights[None, :], teacher_probs)[0] / count
     return {
         "teacher_entropy": ops.sum(_entropy(teacher_probs) * weights) / count,
         "teacher_batch_entropy": _entropy(mean_target),
         "student_entropy": (
-            ops.mean(_entropy(student))
+            ops.mean(student_entropy)
             if student_weights is None
-            else ops.sum(_entropy(student) * student_weights) / count
+            else ops.sum(student_entropy * student_weights) / count
         ),
         "teacher_prototypes_used": ops.sum(
             ops.cast(rows_per_prototype > 0, "float32")
