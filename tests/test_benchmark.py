@@ -255,3 +255,27 @@ def test_gradient_barrier_comparison_stops_on_a_failed_worker(monkeypatch):
     with pytest.raises(SystemExit, match="tiny: the jax worker failed"):
         benchmark_training.main(
             ["--configs", "tiny", "--compare_gradient_barrier", "1"])
+
+
+def test_allocator_comparison_alternates_and_reports_ratios(
+        monkeypatch, capsys):
+    benchmark_training = _benchmark_training(monkeypatch)
+    calls = []
+
+    def fake_run_one(backend, config, args, gradient_barrier=True,
+                     allocator="training"):
+        calls.append((backend, config, allocator))
+        seconds = 0.5 if allocator == "retain" else 1.0
+        return {"config": config, "backend": backend,
+                "seconds_per_step": seconds,
+                "peak_rss_mb": 2048 if allocator == "retain" else 1024}
+
+    monkeypatch.setattr(benchmark_training, "_run_one", fake_run_one)
+    benchmark_training.main(["--configs", "tiny", "--backends", "torch", "jax",
+                             "--compare_allocator", "1"])
+    assert calls == [("torch", "tiny", "default"), ("torch", "tiny", "retain"),
+                     ("jax", "tiny", "default"), ("jax", "tiny", "retain")]
+    out = capsys.readouterr().out
+    assert ("tiny torch round 1: default 1.000 s (1.0 GB), freed memory kept"
+            " 0.500 s (2.0 GB) per step, 2.00x") in out
+    assert "tiny jax: median speed-up 2.00x" in out

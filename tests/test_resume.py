@@ -252,6 +252,29 @@ def test_preset_after_a_high_resolution_stage_encodes_at_its_size(tmp_path):
     assert tuple(converter.image_size) == (size, size)
 
 
+@pytest.mark.parametrize("request_kind", ["default", "the other way"])
+def test_run_training_keeps_freed_memory_on_torch_by_default(
+        tmp_path, monkeypatch, request_kind):
+    from training import allocator
+
+    on_torch = keras.backend.backend() == "torch"
+    requested = None if request_kind == "default" else not on_torch
+
+    applied = []
+    monkeypatch.setattr(
+        allocator, "retain_freed_memory", lambda: applied.append(True) or True)
+    config = tiny_config(total_steps=1, warmup_steps=1)
+    rng = np.random.default_rng(4)
+    train_lib.run_training(
+        config, output_dir=str(tmp_path), vocabulary_size=VOCABULARY_SIZE,
+        dataset_fn=lambda config, start, size: dataset_of(
+            [random_batch(rng, config)], repeat=True),
+        checkpoint_every=0, verbose=0, save_preset=False,
+        retain_freed_memory=requested)
+    expected = on_torch if requested is None else requested
+    assert applied == ([True] if expected else [])
+
+
 # ---------------------------------------------------------------------------
 # Subprocess runs on TFRecords, interrupted with signals.
 

@@ -29,6 +29,12 @@ Usage:
     # JAX: what keras_tips' residual gradient barrier buys, 3 rounds
     python tools/benchmark_training.py --configs tiny_scenes S14 \
         --compare_gradient_barrier 3
+    # What keeping freed memory in the process (training/allocator.py,
+    # on by default for torch training) buys, per backend, 2 rounds
+    python tools/benchmark_training.py --configs S14 --compare_allocator 2
+
+Each worker sets up the allocator as `training.train.run_training` does
+(freed memory kept in the process on torch, glibc's defaults elsewhere).
 """
 
 import argparse
@@ -125,6 +131,13 @@ def run_worker(args):
     from training.pretrainer import TIPSPretrainer
 
     backend = keras.backend.backend()
+    retained = False
+    if args.allocator == "retain" or (
+        args.allocator == "training" and backend == "torch"
+    ):
+        from training.allocator import retain_freed_memory
+
+        retained = retain_freed_memory()
     if args.no_gradient_barrier:
         from keras_tips.layers import gradient_barrier
 
@@ -187,6 +200,7 @@ def run_worker(args):
         "recipe": config.recipe,
         "backend": backend,
         "gradient_barrier": not args.no_gradient_barrier,
+        "retained_freed_memory": retained,
         "batch_size": config.batch_size,
         "global_crop_size": config.global_crop_size,
         "num_local_crops": config.num_local_crops,
@@ -215,7 +229,7 @@ def run_worker(args):
     print("RESULT " + json.dumps(record), flush=True)
 
 
-def _run_one(backend, config, args, gradient_barrier=True):
+def _run_one(backend, config, args, gradient_barrier=True, allocator="training"):
     env = dict(os.environ, KERAS_BACKEND=backend)
     command = [
         sys.executable,
@@ -231,6 +245,8 @@ def _run_one(backend, config, args, gradient_barrier=True):
         str(args.steps),
         "--warmup",
         str(args.warmup),
+        "--allocator",
+        allocator,
     ] + ([] if gradient_barrier else ["--no_gradient_barrier"])
     try:
         completed = subprocess.run(
@@ -296,6 +312,42 @@ def _compare_gradient_barrier(args):
     print("\n".join(lines))
 
 
+def _compare_allocator(args):
+    """Step times with glibc's defaults / freed memory kept, alternating."""
+    lines = []
+    for config in args.configs:
+        for backend in args.backends:
+            ratios = []
+            for round_index in range(args.compare_allocator):
+                seconds = {}
+                for allocator in ("default", "retain"):
+                    record = _run_one(backend, config, args, allocator=allocator)
+                    print(json.dumps(record), flush=True)
+                    _append_records(args.output, [record])
+                    if "seconds_per_step" not in record:
+                        raise SystemExit(f"{config}: the {backend} worker failed.")
+                    seconds[allocator] = (
+                        record["seconds_per_step"], record["peak_rss_mb"]
+                    )
+                ratios.append(seconds["default"][0] / seconds["retain"][0])
+                lines.append(
+                    f"{config} {backend} round {round_index + 1}: default"
+                    f" {seconds['default'][0]:.3f} s"
+                    f" ({seconds['default'][1] / 1024:.1f} GB),"
+                    f" freed memory kept {seconds['retain'][0]:.3f} s"
+                    f" ({seconds['retain'][1] / 1024:.1f} GB) per step,"
+                    f" {ratios[-1]:.2f}x"
+                )
+            lines.append(
+                f"{config} {backend}: median speed-up"
+                f" {statistics.median(ratios):.2f}x"
+            )
+    print()
+    print("training step with glibc's defaults / with freed memory kept"
+          " (peak RSS)")
+    print("\n".join(lines))
+
+
 def _table(records, configs, backends):
     width = 30
     lines = [
@@ -349,7 +401,16 @@ def main(argv=None):
         "the step-time ratios.",
     )
     parser.add_argument(
+        "--compare_allocator", type=int, default=0, metavar="ROUNDS",
+        help="Time each config and backend ROUNDS times with glibc's "
+        "allocator defaults and with freed memory kept in the process "
+        "(training/allocator.py), alternately, and print the ratios.",
+    )
+    parser.add_argument(
         "--no_gradient_barrier", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--allocator", default="training",
+        choices=["training", "default", "retain"], help=argparse.SUPPRESS)
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     for backend in args.backends:
@@ -369,6 +430,9 @@ def main(argv=None):
 
     if args.compare_gradient_barrier:
         _compare_gradient_barrier(args)
+        return
+    if args.compare_allocator:
+        _compare_allocator(args)
         return
     records = []
     for config in args.configs:

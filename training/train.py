@@ -58,6 +58,7 @@ import sys
 import keras
 import numpy as np
 
+from training import allocator
 from training import distribution as distribution_lib
 from training.callbacks import LogHistory
 from training.callbacks import NonFiniteLossError
@@ -317,6 +318,7 @@ def run_training(
     tensorboard=False,
     eval_data=None,
     eval_every=0,
+    retain_freed_memory=None,
 ):
     """Trains `config` with `fit`, checkpointing to `output_dir`.
 
@@ -354,6 +356,10 @@ def run_training(
             every `eval_every` steps with `training.scenes.evaluation` and logged
             as `eval/<metric>`.
         eval_every: int, steps between evaluations (0: never).
+        retain_freed_memory: bool or None. Keep memory that large tensors
+            free in the process (`training.allocator`), so that an eager
+            backend does not page-fault its way through every large op;
+            None: on the torch backend only. Process-wide and permanent.
 
     Returns:
         `TrainingResult`.
@@ -370,6 +376,10 @@ def run_training(
     os.makedirs(output_dir, exist_ok=True)
     with open(os.path.join(output_dir, "config.json"), "w") as file:
         file.write(config.to_json(indent=1))
+    if retain_freed_memory is None:
+        retain_freed_memory = keras.backend.backend() == "torch"
+    if retain_freed_memory:
+        allocator.retain_freed_memory()
 
     if config.mixed_precision:
         keras.config.set_dtype_policy("mixed_bfloat16")
@@ -546,6 +556,11 @@ def _define_flags():
     flags.DEFINE_integer(
         "eval_every", 0, "Steps between held-out evaluations (0: never)."
     )
+    flags.DEFINE_bool(
+        "retain_freed_memory", None,
+        "Keep freed memory in the process (glibc); default: on the torch "
+        "backend only, see training/allocator.py.",
+    )
     flags.mark_flags_as_required(["data", "tokenizer", "output_dir"])
     return flags.FLAGS
 
@@ -623,6 +638,7 @@ def main(argv):
             tensorboard=FLAGS.tensorboard,
             eval_data=FLAGS.eval_data,
             eval_every=FLAGS.eval_every,
+            retain_freed_memory=FLAGS.retain_freed_memory,
         )
     except TrainingInterrupted as interrupted:
         logger.warning("%s", interrupted)
