@@ -1,9 +1,11 @@
 """`training.allocator`: freed memory stays in the process (glibc)."""
 
 import ctypes
+import platform
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -41,7 +43,7 @@ def _glibc_only():
 
 
 def _faults(retain):
-    root = str(__import__("pathlib").Path(__file__).resolve().parents[1])
+    root = str(Path(__file__).resolve().parents[1])
     result = subprocess.run(
         [sys.executable, "-c", _FAULTS.format(root=root, retain=retain)],
         capture_output=True, text=True, check=True,
@@ -66,7 +68,7 @@ def test_retain_freed_memory_is_a_no_op_without_glibc(monkeypatch):
 
 
 def test_glibc_is_found_on_linux_with_glibc():
-    libc_name, _ = __import__("platform").libc_ver()
+    libc_name, _ = platform.libc_ver()
     if not sys.platform.startswith("linux") or libc_name != "glibc":
         pytest.skip("not a glibc Linux")
     assert isinstance(allocator._glibc(), ctypes.CDLL)

@@ -131,13 +131,11 @@ def run_worker(args):
     from training.pretrainer import TIPSPretrainer
 
     backend = keras.backend.backend()
-    retained = False
-    if args.allocator == "retain" or (
-        args.allocator == "training" and backend == "torch"
-    ):
-        from training.allocator import retain_freed_memory
+    from training import allocator
 
-        retained = retain_freed_memory()
+    retained = allocator.setup(
+        {"training": None, "retain": True, "default": False}[args.allocator]
+    )
     if args.no_gradient_barrier:
         from keras_tips.layers import gradient_barrier
 
@@ -286,20 +284,35 @@ def _append_records(path, records):
                 file.write(json.dumps(record) + "\n")
 
 
+def _alternating_rounds(backend, config, args, rounds, variants):
+    """`rounds` dicts `{variant: record}`, the variants run in turn.
+
+    `variants` maps a name to the `_run_one` keyword arguments of that
+    variant; each record is printed and appended to `--output` as it comes.
+    """
+    for _ in range(rounds):
+        records = {}
+        for name, options in variants.items():
+            record = _run_one(backend, config, args, **options)
+            print(json.dumps(record), flush=True)
+            _append_records(args.output, [record])
+            if "seconds_per_step" not in record:
+                raise SystemExit(f"{config}: the {backend} worker failed.")
+            records[name] = record
+        yield records
+
+
 def _compare_gradient_barrier(args):
     """JAX step times without / with the barrier, alternating per round."""
     lines = []
+    variants = {False: {"gradient_barrier": False}, True: {}}
     for config in args.configs:
         ratios = []
-        for round_index in range(args.compare_gradient_barrier):
-            seconds = {}
-            for enabled in (False, True):
-                record = _run_one("jax", config, args, gradient_barrier=enabled)
-                print(json.dumps(record), flush=True)
-                _append_records(args.output, [record])
-                if "seconds_per_step" not in record:
-                    raise SystemExit(f"{config}: the jax worker failed.")
-                seconds[enabled] = record["seconds_per_step"]
+        rounds = _alternating_rounds(
+            "jax", config, args, args.compare_gradient_barrier, variants
+        )
+        for round_index, records in enumerate(rounds):
+            seconds = {k: r["seconds_per_step"] for k, r in records.items()}
             ratios.append(seconds[False] / seconds[True])
             lines.append(
                 f"{config} round {round_index + 1}: without"
@@ -315,27 +328,25 @@ def _compare_gradient_barrier(args):
 def _compare_allocator(args):
     """Step times with glibc's defaults / freed memory kept, alternating."""
     lines = []
+    variants = {"default": {"allocator": "default"},
+                "retain": {"allocator": "retain"}}
     for config in args.configs:
         for backend in args.backends:
             ratios = []
-            for round_index in range(args.compare_allocator):
-                seconds = {}
-                for allocator in ("default", "retain"):
-                    record = _run_one(backend, config, args, allocator=allocator)
-                    print(json.dumps(record), flush=True)
-                    _append_records(args.output, [record])
-                    if "seconds_per_step" not in record:
-                        raise SystemExit(f"{config}: the {backend} worker failed.")
-                    seconds[allocator] = (
-                        record["seconds_per_step"], record["peak_rss_mb"]
-                    )
-                ratios.append(seconds["default"][0] / seconds["retain"][0])
+            rounds = _alternating_rounds(
+                backend, config, args, args.compare_allocator, variants
+            )
+            for round_index, records in enumerate(rounds):
+                default, retain = records["default"], records["retain"]
+                ratios.append(
+                    default["seconds_per_step"] / retain["seconds_per_step"]
+                )
                 lines.append(
                     f"{config} {backend} round {round_index + 1}: default"
-                    f" {seconds['default'][0]:.3f} s"
-                    f" ({seconds['default'][1] / 1024:.1f} GB),"
-                    f" freed memory kept {seconds['retain'][0]:.3f} s"
-                    f" ({seconds['retain'][1] / 1024:.1f} GB) per step,"
+                    f" {default['seconds_per_step']:.3f} s"
+                    f" ({default['peak_rss_mb'] / 1024:.1f} GB),"
+                    f" freed memory kept {retain['seconds_per_step']:.3f} s"
+                    f" ({retain['peak_rss_mb'] / 1024:.1f} GB) per step,"
                     f" {ratios[-1]:.2f}x"
                 )
             lines.append(

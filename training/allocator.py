@@ -14,7 +14,8 @@ and to keep freed memory there, so the next step reuses pages that are
 already mapped. The process's resident memory then stays at its peak
 instead of falling back between steps. XLA (JAX, TensorFlow with
 `jit_compile=True`) and TensorFlow graphs plan their buffers themselves and
-do not gain; `training.train.run_training` applies it on the torch backend.
+do not gain; `setup` (what `training.train.run_training` calls) applies it
+on the torch backend unless told otherwise.
 """
 
 import ctypes
@@ -37,10 +38,9 @@ def _glibc():
         return None
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        version = libc.gnu_get_libc_version
+        libc.gnu_get_libc_version  # Only glibc has it (not musl, ...).
     except (OSError, AttributeError):
-        return None  # Not glibc (musl, ...): no `mallopt` of this kind.
-    version.restype = ctypes.c_char_p
+        return None
     return libc
 
 
@@ -71,3 +71,21 @@ def retain_freed_memory():
     if not applied:
         logger.warning("glibc's mallopt refused the allocator settings.")
     return applied
+
+
+def setup(retain=None):
+    """Applies the training allocator policy of this process's backend.
+
+    Args:
+        retain: bool or None. True: `retain_freed_memory()`; False: leave
+            glibc's defaults; None: retain on the torch backend only (an
+            eager backend, the one that gains).
+
+    Returns:
+        True if freed memory is now retained.
+    """
+    if retain is None:
+        import keras
+
+        retain = keras.backend.backend() == "torch"
+    return retain_freed_memory() if retain else False

@@ -376,10 +376,7 @@ def run_training(
     os.makedirs(output_dir, exist_ok=True)
     with open(os.path.join(output_dir, "config.json"), "w") as file:
         file.write(config.to_json(indent=1))
-    if retain_freed_memory is None:
-        retain_freed_memory = keras.backend.backend() == "torch"
-    if retain_freed_memory:
-        allocator.retain_freed_memory()
+    allocator.setup(retain_freed_memory)
 
     if config.mixed_precision:
         keras.config.set_dtype_policy("mixed_bfloat16")
