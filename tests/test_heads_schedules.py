@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from keras import ops
 
+from keras_tips.normalization import l2_normalize
 from training import config as config_lib
 from training import ema, heads, schedules
 
@@ -173,6 +174,85 @@ def test_head_gradients_reach_all_weights():
     assert len(grads) == len(values)
     for g in grads:
         assert np.all(np.isfinite(g)) and np.any(g != 0)
+
+
+def _gradients(loss_fn, variables):
+    """Gradients of `loss_fn()` with respect to `variables`, NumPy arrays."""
+    backend = keras.backend.backend()
+    if backend == "jax":
+        import jax
+
+        values = [v.value for v in variables]
+
+        def stateless(values):
+            with keras.StatelessScope(state_mapping=list(zip(variables, values))):
+                return loss_fn()
+
+        return [np.asarray(g) for g in jax.grad(stateless)(values)]
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        with tf.GradientTape() as tape:
+            loss = loss_fn()
+        return [np.asarray(g) for g in tape.gradient(loss, variables)]
+    for v in variables:
+        v.value.grad = None
+    loss_fn().backward()
+    return [v.value.grad.numpy() for v in variables]
+
+
+def _plain_head(head, x):
+    """The head's forward pass, autodiff through `x @ (P / ||P||)`."""
+    for index, layer in enumerate(head.mlp_layers):
+        x = layer(x)
+        if index < head.num_layers - 1:
+            x = ops.gelu(x, approximate=False)
+    x = l2_normalize(x, epsilon=head.epsilon)
+    return ops.matmul(x, head.normalized_prototypes())
+
+
+def test_head_gradients_match_autodiff_of_normalized_prototypes():
+    # The head writes its prototype gradient out (training.heads
+    # `_cosine_logits`); it must equal autodiff of the plain formula, and
+    # the weight-norm gradient `(I - p p^T) G_k / ||P_k||` in float64.
+    head = small_head()
+    rng = np.random.default_rng(11)
+    x = rng.normal(size=(3, 5, 12)).astype("float32")
+    head.build(x.shape)
+    prototypes = ops.convert_to_numpy(head.prototypes).copy()
+    prototypes[:, 3] *= 1e-6  # norm below epsilon: a constant 1/epsilon
+    prototypes[:, 4] *= 50.0
+    head.prototypes.assign(prototypes)
+    weights = ops.convert_to_tensor(
+        rng.normal(size=(3, 5, 32)).astype("float32"))
+    variables = head.trainable_variables
+
+    got = _gradients(lambda: ops.sum(head(x) * weights), variables)
+    want = _gradients(lambda: ops.sum(_plain_head(head, x) * weights), variables)
+    for variable, g, w in zip(variables, got, want):
+        scale = np.abs(w).max()
+        np.testing.assert_allclose(
+            g, w, rtol=1e-4, atol=1e-5 * scale, err_msg=variable.path)
+
+    # float64: G = h^T w with h the unit bottleneck vectors.
+    h = np.asarray(x, np.float64)
+    for index, layer in enumerate(head.mlp_layers):
+        h = h @ ops.convert_to_numpy(layer.kernel).astype(np.float64)
+        h = h + ops.convert_to_numpy(layer.bias).astype(np.float64)
+        if index < head.num_layers - 1:
+            h = np_gelu_exact(h)
+    h = h / np.linalg.norm(h, axis=-1, keepdims=True)
+    G = h.reshape(-1, 8).T @ np.asarray(weights, np.float64).reshape(-1, 32)
+    p = prototypes.astype(np.float64)
+    norms = np.linalg.norm(p, axis=0)
+    unit = p / norms
+    expected = (G - unit * np.sum(unit * G, axis=0)) / norms
+    expected[:, 3] = G[:, 3] / head.epsilon
+    prototype_gradient = got[variables.index(head.prototypes)]
+    assert prototype_gradient.dtype == np.float32
+    np.testing.assert_allclose(
+        prototype_gradient, expected, rtol=1e-4,
+        atol=1e-5 * np.abs(expected).max())
 
 
 def test_head_mixed_precision_policy():
