@@ -22,8 +22,8 @@ def np_gelu_exact(x):
     return 0.5 * x * (1.0 + erf(x / math.sqrt(2.0)))
 
 
-def np_projection_head(head, x):
-    """Independent NumPy forward pass from the head's weights."""
+def np_unit_bottleneck(head, x):
+    """NumPy float64 MLP of the head, L2-normalized: `(..., bottleneck)`."""
     h = np.asarray(x, np.float64)
     for index, layer in enumerate(head.mlp_layers):
         kernel = ops.convert_to_numpy(layer.kernel).astype(np.float64)
@@ -32,7 +32,12 @@ def np_projection_head(head, x):
             h = h + ops.convert_to_numpy(layer.bias).astype(np.float64)
         if index < len(head.mlp_layers) - 1:
             h = np_gelu_exact(h)
-    h = h / np.maximum(np.linalg.norm(h, axis=-1, keepdims=True), 1e-6)
+    return h / np.maximum(np.linalg.norm(h, axis=-1, keepdims=True), 1e-6)
+
+
+def np_projection_head(head, x):
+    """Independent NumPy forward pass from the head's weights."""
+    h = np_unit_bottleneck(head, x)
     prototypes = ops.convert_to_numpy(head.prototypes).astype(np.float64)
     prototypes = prototypes / np.linalg.norm(prototypes, axis=0, keepdims=True)
     return h @ prototypes
@@ -145,37 +150,6 @@ def test_head_saves_in_keras_file(tmp_path):
     np.testing.assert_allclose(ops.convert_to_numpy(loaded(x)), want, rtol=1e-6)
 
 
-def test_head_gradients_reach_all_weights():
-    head = small_head()
-    x = np.random.default_rng(6).normal(size=(4, 12)).astype("float32")
-    head.build(x.shape)
-    values = [ops.convert_to_numpy(v) for v in head.trainable_variables]
-    backend = keras.backend.backend()
-    if backend == "jax":
-        import jax
-
-        def loss_fn(trainable):
-            out, _ = head.stateless_call(trainable, [], x)
-            return ops.sum(ops.square(out[:, :5]))
-
-        grads = [np.asarray(g) for g in jax.grad(loss_fn)(values)]
-    elif backend == "tensorflow":
-        import tensorflow as tf
-
-        with tf.GradientTape() as tape:
-            loss = ops.sum(ops.square(head(x)[:, :5]))
-        grads = [
-            np.asarray(g) for g in tape.gradient(loss, head.trainable_variables)
-        ]
-    else:
-        loss = ops.sum(ops.square(head(x)[:, :5]))
-        loss.backward()
-        grads = [v.value.grad.numpy() for v in head.trainable_variables]
-    assert len(grads) == len(values)
-    for g in grads:
-        assert np.all(np.isfinite(g)) and np.any(g != 0)
-
-
 def _gradients(loss_fn, variables):
     """Gradients of `loss_fn()` with respect to `variables`, NumPy arrays."""
     backend = keras.backend.backend()
@@ -199,6 +173,18 @@ def _gradients(loss_fn, variables):
         v.value.grad = None
     loss_fn().backward()
     return [v.value.grad.numpy() for v in variables]
+
+
+def test_head_gradients_reach_all_weights():
+    head = small_head()
+    x = np.random.default_rng(6).normal(size=(4, 12)).astype("float32")
+    head.build(x.shape)
+    grads = _gradients(
+        lambda: ops.sum(ops.square(head(x)[:, :5])), head.trainable_variables
+    )
+    assert len(grads) == len(head.trainable_variables)
+    for g in grads:
+        assert np.all(np.isfinite(g)) and np.any(g != 0)
 
 
 def _plain_head(head, x):
@@ -235,13 +221,7 @@ def test_head_gradients_match_autodiff_of_normalized_prototypes():
             g, w, rtol=1e-4, atol=1e-5 * scale, err_msg=variable.path)
 
     # float64: G = h^T w with h the unit bottleneck vectors.
-    h = np.asarray(x, np.float64)
-    for index, layer in enumerate(head.mlp_layers):
-        h = h @ ops.convert_to_numpy(layer.kernel).astype(np.float64)
-        h = h + ops.convert_to_numpy(layer.bias).astype(np.float64)
-        if index < head.num_layers - 1:
-            h = np_gelu_exact(h)
-    h = h / np.linalg.norm(h, axis=-1, keepdims=True)
+    h = np_unit_bottleneck(head, x)
     G = h.reshape(-1, 8).T @ np.asarray(weights, np.float64).reshape(-1, 32)
     p = prototypes.astype(np.float64)
     norms = np.linalg.norm(p, axis=0)

@@ -12,6 +12,8 @@ from keras_tips.normalization import l2_normalize
 def _cosine_logits(x, prototypes, epsilon):
     """`x @ (P / max(||P||, epsilon))` per column of `P`, `(..., K)`.
 
+    `x` is in the compute dtype, the prototypes `P` `(D, K)` in float32.
+
     The forward pass computes `(x @ P) * s` with `s = 1 / max(||P||,
     epsilon)` per prototype, so the matmul reads the prototypes as they are
     (XLA:CPU fuses a normalization of the matmul operand into the matmul
@@ -27,14 +29,12 @@ def _cosine_logits(x, prototypes, epsilon):
     forward pass instead reduces `g * (x @ P)` over every row, and on
     XLA:CPU transposes the `(rows, K)` gradient for the weight matmul.
     """
-    compute_dtype = x.dtype
 
     @ops.custom_gradient
     def forward(x, prototypes):
-        prototypes32 = ops.cast(prototypes, "float32")
-        squared_norms = ops.sum(ops.square(prototypes32), axis=0)
+        squared_norms = ops.sum(ops.square(prototypes), axis=0)
         scale = ops.rsqrt(ops.maximum(squared_norms, epsilon * epsilon))
-        logits = ops.matmul(x, ops.cast(prototypes, compute_dtype))
+        logits = ops.matmul(x, ops.cast(prototypes, x.dtype))
         logits = logits * ops.cast(scale, logits.dtype)
 
         def grad(*args, upstream=None):
@@ -49,20 +49,17 @@ def _cosine_logits(x, prototypes, epsilon):
             norm_gradient = ops.where(
                 squared_norms > epsilon * epsilon,
                 scale * scale * scale
-                * ops.sum(prototypes32 * weight_gradient, axis=0),
+                * ops.sum(prototypes * weight_gradient, axis=0),
                 0.0,
             )
             prototypes_gradient = (
-                weight_gradient * scale - prototypes32 * norm_gradient
+                weight_gradient * scale - prototypes * norm_gradient
             )
             x_gradient = ops.matmul(
                 upstream * ops.cast(scale, upstream.dtype),
                 ops.transpose(ops.cast(prototypes, upstream.dtype)),
             )
-            return (
-                ops.cast(x_gradient, x.dtype),
-                ops.cast(prototypes_gradient, prototypes.dtype),
-            )
+            return ops.cast(x_gradient, x.dtype), prototypes_gradient
 
         return logits, grad
 
