@@ -5,8 +5,9 @@ teacher targets, LayerScale 0.1, fast EMA, sharp teacher) shrunk to 56 px
 crops and a hundred steps, at the recipe's own loss weights, the
 self-distillation terms must fall below ln K, the teacher's per-image
 targets must sharpen while their batch mean stays spread over the
-prototypes (no collapse), and every step is logged to `metrics.jsonl`. Before the Sinkhorn-Knopp / LayerScale fix both terms sat
-at ln K to four digits.
+prototypes (no collapse), and every step is logged to `metrics.jsonl`.
+Before the Sinkhorn-Knopp / LayerScale fix both terms sat at ln K to four
+digits.
 """
 
 import json
@@ -51,11 +52,10 @@ def learning_run(tmp_path_factory, tokenizer_model):
         cls_num_prototypes=64, patch_num_prototypes=64, batch_size=16,
         total_steps=STEPS, warmup_steps=5,
         # The recipe's own loss weights. The main job gives the two
-        # self-distillation terms 1/20 of them (see the README); over these
+        # self-distillation terms 1/20 of them (see the README): over these
         # 100 steps of a smaller model that leaves the masked term at 4.04
-        # against ln K 4.16 (measured), since the encoder then barely learns
-        # to fill the masked patches, while over the main job's 900 steps
-        # both terms end below 0.8 ln K.
+        # against ln K 4.16 (measured); over the main job's 900 steps both
+        # terms end below 0.8 ln K.
         distillation_weight=1.0, masked_weight=2.0,
     )
     config = PretrainConfig.from_dict(fields)
