@@ -29,13 +29,15 @@ def _cosine_logits(x, prototypes, epsilon):
     forward pass instead reduces `g * (x @ P)` over every row, and on
     XLA:CPU transposes the `(rows, K)` gradient for the weight matmul.
     """
-
     @ops.custom_gradient
     def forward(x, prototypes):
         squared_norms = ops.sum(ops.square(prototypes), axis=0)
         scale = ops.rsqrt(ops.maximum(squared_norms, epsilon * epsilon))
-        logits = ops.matmul(x, ops.cast(prototypes, x.dtype))
-        logits = logits * ops.cast(scale, logits.dtype)
+        # In the compute dtype, for both matmuls (the logits' gradient
+        # `upstream` has the logits' dtype, which is `x`'s).
+        compute_prototypes = ops.cast(prototypes, x.dtype)
+        compute_scale = ops.cast(scale, x.dtype)
+        logits = ops.matmul(x, compute_prototypes) * compute_scale
 
         def grad(*args, upstream=None):
             if upstream is None:
@@ -56,10 +58,9 @@ def _cosine_logits(x, prototypes, epsilon):
                 weight_gradient * scale - prototypes * norm_gradient
             )
             x_gradient = ops.matmul(
-                upstream * ops.cast(scale, upstream.dtype),
-                ops.transpose(ops.cast(prototypes, upstream.dtype)),
+                upstream * compute_scale, ops.transpose(compute_prototypes)
             )
-            return ops.cast(x_gradient, x.dtype), prototypes_gradient
+            return x_gradient, prototypes_gradient
 
         return logits, grad
 
