@@ -58,6 +58,9 @@ def test_mean_iou_matches_a_hand_counted_confusion_matrix():
     assert evaluation.mean_iou(predictions, targets, 4) == pytest.approx(expected)
     # Class 3 never occurs in targets or predictions: left out, not zero.
     assert evaluation.mean_iou(targets, targets, 4) == 1.0
+    iou = evaluation.class_iou(predictions, targets, 4)
+    np.testing.assert_allclose(iou[:3], [2 / 4, 1 / 3, 2 / 4])
+    assert np.isnan(iou[3])
 
 
 def test_upsampled_logits_equal_the_separable_bilinear_sum():
@@ -149,6 +152,20 @@ def test_zero_shot_error_breakdown_by_hand():
     # class 2 IoU 16 / 24.
     assert breakdown["miou_given_object_mask"] == pytest.approx(
         (1 + 0 + 16 / 24) / 3)
+    # The prediction itself: background predicted on scenes 0 and 2 (32
+    # pixels, 16 of them background) out of 24 background pixels -> 16 /
+    # 40; class 1 never predicted -> 0; class 2 predicted on scene 1 (16
+    # pixels, none class 2) and is all of scene 2 -> 0 / 32.
+    named = evaluation.zero_shot_error_breakdown(
+        logits, segmentation, class_names=("background", "one", "two"))
+    assert named["iou_background"] == pytest.approx(16 / 40)
+    assert named["iou_one"] == 0.0
+    assert named["iou_two"] == 0.0
+    assert named["miou"] == pytest.approx(np.mean([16 / 40, 0.0, 0.0]))
+    assert "iou_one" not in breakdown
+    with pytest.raises(ValueError, match="2 names for 3 classes"):
+        evaluation.zero_shot_error_breakdown(
+            logits, segmentation, class_names=("background", "one"))
 
     # Perfect features: every part near 1 (only the bilinear upsampling
     # costs a few corner pixels); noise: far from it.
@@ -277,3 +294,19 @@ def test_probe_regularisation_is_chosen_on_training_scenes_only():
     assert chosen in evaluation.PROBE_L2_CANDIDATES
     assert set(scores) == set(evaluation.PROBE_L2_CANDIDATES)
     assert scores[chosen] == max(scores.values())
+
+
+def test_zero_shot_class_iou_table_lists_each_class_per_model():
+    from tools.evaluate import zero_shot_class_iou_table
+
+    trained = {"zero_shot_iou_background_color": 0.75,
+               "zero_shot_iou_red_color": 0.5,
+               "zero_shot_iou_blue_color": float("nan")}
+    table = zero_shot_class_iou_table(
+        [("trained", trained), ("all background", {"zero_shot_seg_miou": 0.1})],
+        "_color", ("red", "blue"))
+    lines = table.splitlines()
+    assert lines[0] == "| model | background | red | blue |"
+    assert lines[2] == "| trained | 0.750 | 0.500 | nan |"
+    assert len(lines) == 3  # the model without per-class keys is left out
+    assert zero_shot_class_iou_table([("x", {})], "", ("circle",)) == ""

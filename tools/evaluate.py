@@ -9,8 +9,9 @@ ceiling of a perfect per-patch labelling at the model's patch grid; writes
 the metrics as JSON and a PCA-of-patch-features picture of a few scenes.
 A second table splits zero-shot segmentation's errors into finding the
 objects (object and background recall) and naming them (the best object
-class of object pixels, and the mIoU if the true object mask were given).
-With `--train_dir` the table also gets the self-distillation losses at the
+class of object pixels, and the mIoU if the true object mask were given);
+two more give zero-shot segmentation's IoU class by class, which shows
+which classes the mean is made of. With `--train_dir` the table also gets the self-distillation losses at the
 end of training against ln K (from the run's `metrics.jsonl`).
 
 Usage:
@@ -78,6 +79,29 @@ def zero_shot_breakdown_rows(models):
                 row[key] = metrics[key + suffix]
             rows.append(row)
     return rows
+
+
+def zero_shot_class_iou_table(models, suffix, names):
+    """Table of each model's zero-shot IoU per class of one class set.
+
+    `models` is a list of `(title, metrics)`; `names` the class set's
+    object classes (the background comes first). Models without the
+    per-class keys are left out. Returns "" when no model has them.
+    """
+    classes = ("background",) + tuple(names)
+    rows = []
+    for title, metrics in models:
+        keys = [f"zero_shot_iou_{name}{suffix}" for name in classes]
+        if not all(key in metrics for key in keys):
+            continue
+        row = {"model": title}
+        for name, key in zip(classes, keys):
+            row[name] = metrics[key]
+        rows.append(row)
+    if not rows:
+        return ""
+    return format_table(
+        rows, (("model", "model"),) + tuple((n, n) for n in classes))
 
 
 def save_pca_picture(features, path, count=4):
@@ -185,6 +209,12 @@ def main(argv=None):
     print("\nZero-shot segmentation: finding the objects and naming them")
     print(format_table(zero_shot_breakdown_rows(models), (
         ("model", "model, classes"),) + ZERO_SHOT_BREAKDOWN_COLUMNS))
+    for suffix, (_, names, _) in evaluation.CLASS_SETS.items():
+        table = zero_shot_class_iou_table(models, suffix, names)
+        if table:
+            kind = "colour" if suffix == "_color" else "shape"
+            print(f"\nZero-shot segmentation IoU per {kind} class")
+            print(table)
     if args.train_dir:
         losses = self_distillation_summary(args.train_dir)
         if losses:

@@ -224,8 +224,9 @@ def _upsample_logits(logits, size):
     return np.matmul(cols, tall.reshape(n, size[0], w, c))
 
 
-def mean_iou(predictions, targets, num_classes):
-    """mIoU over classes that occur in the targets or the predictions."""
+def class_iou(predictions, targets, num_classes):
+    """Per-class IoU, `(num_classes,)` float64; NaN for a class that occurs
+    in neither the targets nor the predictions."""
     confusion = np.bincount(
         targets.reshape(-1).astype("int64") * num_classes
         + predictions.reshape(-1).astype("int64"),
@@ -233,8 +234,15 @@ def mean_iou(predictions, targets, num_classes):
     ).reshape(num_classes, num_classes)
     intersection = np.diag(confusion).astype("float64")
     union = confusion.sum(0) + confusion.sum(1) - intersection
+    iou = np.full(num_classes, np.nan)
     present = union > 0
-    return float((intersection[present] / union[present]).mean())
+    iou[present] = intersection[present] / union[present]
+    return iou
+
+
+def mean_iou(predictions, targets, num_classes):
+    """mIoU over classes that occur in the targets or the predictions."""
+    return float(np.nanmean(class_iou(predictions, targets, num_classes)))
 
 
 def patch_logits_miou(patch_logits, segmentation, num_classes, batch=64):
@@ -314,7 +322,8 @@ def zero_shot_segmentation_miou(value_patches, segmentation, class_embeddings,
     return patch_logits_miou(logits, segmentation, logits.shape[-1])
 
 
-def zero_shot_error_breakdown(patch_logits, segmentation, batch=64):
+def zero_shot_error_breakdown(patch_logits, segmentation, batch=64,
+                              class_names=None):
     """Where zero-shot segmentation goes wrong: the object or its class.
 
     Splits the errors of the prediction that `zero_shot_segmentation_miou`
@@ -325,6 +334,8 @@ def zero_shot_error_breakdown(patch_logits, segmentation, batch=64):
         patch_logits: `(N, h, w, C)` logits (`zero_shot_patch_logits`).
         segmentation: `(N, H, W)` masks, 0 = background.
         batch: scenes upsampled at a time.
+        class_names: optional names of the `C` classes, the background
+            first; with them the dict also has each class's IoU.
 
     Returns:
         dict of floats:
@@ -339,9 +350,17 @@ def zero_shot_error_breakdown(patch_logits, segmentation, batch=64):
         `miou_given_object_mask`: the mIoU when the masks say which pixels
             are objects and the logits only name their class: what
             finding every object would give with the same naming.
+        `iou_<name>` for each of `class_names`: that class's IoU in the
+            prediction (NaN if the class is neither in the masks nor
+            predicted); `miou` is their mean. Which classes a model names
+            is what the mean hides.
     """
     size = segmentation.shape[1:3]
     num_classes = patch_logits.shape[-1]
+    if class_names is not None and len(class_names) != num_classes:
+        raise ValueError(
+            f"`class_names` has {len(class_names)} names for "
+            f"{num_classes} classes of logits.")
     counts = np.zeros(4, "int64")  # bg right, bg, object found, class right
     predictions, given_mask = [], []
     for start in range(0, len(patch_logits), batch):
@@ -359,14 +378,17 @@ def zero_shot_error_breakdown(patch_logits, segmentation, batch=64):
         predictions.append(predicted)
         given_mask.append(np.where(background, 0, object_class))
     objects = segmentation.size - counts[1]
+    ious = class_iou(np.concatenate(predictions), segmentation, num_classes)
+    per_class = {} if class_names is None else {
+        f"iou_{name}": float(iou) for name, iou in zip(class_names, ious)}
     return {
-        "miou": mean_iou(np.concatenate(predictions), segmentation,
-                         num_classes),
+        "miou": float(np.nanmean(ious)),
         "background_recall": float(counts[0] / max(counts[1], 1)),
         "object_recall": float(counts[2] / max(objects, 1)),
         "object_class_accuracy": float(counts[3] / max(objects, 1)),
         "miou_given_object_mask": mean_iou(
             np.concatenate(given_mask), segmentation, num_classes),
+        **per_class,
     }
 
 
@@ -635,7 +657,9 @@ def evaluate_features(backbone, tokenizer, features):
     (`features.segmentation`), keys ending in `_color` the colour classes
     (`features.color_segmentation`); shape names are embedded with
     `SHAPE_PROMPTS`, colour names with `COLOR_PROMPTS` and the background's
-    names (`BACKGROUND_NAMES`) with `BACKGROUND_PROMPTS`.
+    names (`BACKGROUND_NAMES`) with `BACKGROUND_PROMPTS`. Zero-shot
+    segmentation's per-class IoUs are `zero_shot_iou_<class><suffix>`
+    (`zero_shot_iou_background_color`, `zero_shot_iou_red_color`, ...).
     """
     class_embeddings = {
         suffix: class_text_embeddings(backbone, tokenizer, list(names), prompts)
@@ -651,14 +675,14 @@ def evaluate_features(backbone, tokenizer, features):
         "zero_shot_acc_second_cls": accuracy["second"],
         "zero_shot_acc_both_cls": accuracy["both"],
     }
-    for suffix, (field, _, _) in CLASS_SETS.items():
+    for suffix, (field, names, _) in CLASS_SETS.items():
         segmentation = getattr(features, field)
         embeddings = class_embeddings[suffix]
         # One upsampling of the logits gives the mIoU and its breakdown.
         breakdown = zero_shot_error_breakdown(
             zero_shot_patch_logits(
                 features.value_patches, embeddings, background_embeddings),
-            segmentation)
+            segmentation, class_names=("background",) + tuple(names))
         metrics[f"zero_shot_seg_miou{suffix}"] = breakdown.pop("miou")
         for key, value in breakdown.items():
             metrics[f"zero_shot_{key}{suffix}"] = value
