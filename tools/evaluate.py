@@ -11,8 +11,9 @@ A second table splits zero-shot segmentation's errors into finding the
 objects (object and background recall) and naming them (the best object
 class of object pixels, and the mIoU if the true object mask were given);
 two more give zero-shot segmentation's IoU class by class, which shows
-which classes the mean is made of. With `--train_dir` the table also gets the self-distillation losses at the
-end of training against ln K (from the run's `metrics.jsonl`).
+which classes the mean is made of. With `--train_dir` a last table gives
+the self-distillation losses at the end of training against ln K (from
+the run's `metrics.jsonl`).
 
 Usage:
     python -m tools.evaluate --preset runs/main/train/preset \

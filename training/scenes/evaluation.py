@@ -8,7 +8,7 @@ Four measurements, each from frozen features of one model:
   embeddings against one text embedding per object class and, for the
   background, the best of the background colours' names
   (`BACKGROUND_NAMES`), with its errors split into finding the objects
-  and naming them (`zero_shot_error_breakdown`);
+  and naming them, and its IoU class by class (`zero_shot_error_breakdown`);
 - linear-probe segmentation mIoU: a softmax classifier on frozen patch
   embeddings, fitted to convergence on one half of the scenes (its L2
   penalty chosen by cross-validation on that half only) and scored on the
