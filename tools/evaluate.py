@@ -64,6 +64,10 @@ ZERO_SHOT_BREAKDOWN_COLUMNS = (
 )
 
 
+# What each class set of `evaluation.CLASS_SETS` calls its classes.
+CLASS_SET_TITLES = {"": "shape", "_color": "colour"}
+
+
 def zero_shot_breakdown_rows(models):
     """Rows of the zero-shot error table: each model, both class sets.
 
@@ -72,10 +76,10 @@ def zero_shot_breakdown_rows(models):
     """
     rows = []
     for title, metrics in models:
-        for suffix, classes in (("", "shapes"), ("_color", "colours")):
+        for suffix, kind in CLASS_SET_TITLES.items():
             if f"zero_shot_object_recall{suffix}" not in metrics:
                 continue
-            row = {"model": f"{title}, {classes}"}
+            row = {"model": f"{title}, {kind}s"}
             for key, _ in ZERO_SHOT_BREAKDOWN_COLUMNS:
                 row[key] = metrics[key + suffix]
             rows.append(row)
@@ -213,8 +217,8 @@ def main(argv=None):
     for suffix, (_, names, _) in evaluation.CLASS_SETS.items():
         table = zero_shot_class_iou_table(models, suffix, names)
         if table:
-            kind = "colour" if suffix == "_color" else "shape"
-            print(f"\nZero-shot segmentation IoU per {kind} class")
+            print("\nZero-shot segmentation IoU per "
+                  f"{CLASS_SET_TITLES[suffix]} class")
             print(table)
     if args.train_dir:
         losses = self_distillation_summary(args.train_dir)
