@@ -634,12 +634,12 @@ def test_random_resized_crop_window_matches_torchvision_rules():
     assert (top, left) == (0, (200 - crop_w) // 2)
 
 
-def _jitter_reference(image, u):
-    """torchvision ColorJitter(0.4, 0.4, 0.2, 0.1) in NumPy + colorsys."""
+def _jitter_reference(image, u, max_hue=0.1):
+    """torchvision ColorJitter(0.4, 0.4, 0.2, max_hue) in NumPy + colorsys."""
     brightness = 0.6 + 0.8 * u[0]
     contrast = 0.6 + 0.8 * u[1]
     saturation = 0.8 + 0.4 * u[2]
-    hue = -0.1 + 0.2 * u[3]
+    hue = -max_hue + 2 * max_hue * u[3]
     weights = np.array([0.2989, 0.587, 0.114])
 
     def gray(x):
@@ -677,6 +677,30 @@ def test_color_jitter_matches_reference():
         image,
         atol=1e-5,
     )
+
+
+def test_color_jitter_hue_sets_the_largest_hue_shift():
+    rng = np.random.default_rng(2)
+    image = rng.random((5, 6, 3)).astype(np.float32)
+    for max_hue in (0.0, 0.05, 0.3):
+        for _ in range(3):
+            u = rng.random(8).astype(np.float32)
+            got = augmentations.color_jitter(
+                tf.constant(image), tf.constant(u), max_hue).numpy()
+            np.testing.assert_allclose(
+                got, _jitter_reference(image.astype(np.float64), u, max_hue),
+                atol=2e-3)
+    # The largest shift, everything else neutral: DINO's 0.1 turns pure red
+    # 36 degrees towards yellow; 0 leaves it exactly as it was.
+    red = np.zeros((2, 2, 3), np.float32)
+    red[..., 0] = 1.0
+    largest = np.array([0.5, 0.5, 0.5, 1.0, 0.1, 0.2, 0.3, 0.4], np.float32)
+    shifted = augmentations.color_jitter(
+        tf.constant(red), tf.constant(largest), 0.1).numpy()
+    np.testing.assert_allclose(shifted[0, 0], [1.0, 0.6, 0.0], atol=1e-5)
+    unchanged = augmentations.color_jitter(
+        tf.constant(red), tf.constant(largest), 0.0).numpy()
+    np.testing.assert_array_equal(unchanged, red)
 
 
 def test_gaussian_blur_matches_reference():

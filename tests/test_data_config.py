@@ -37,6 +37,7 @@ def test_data_config_validates_once_and_names_the_field():
         ({"global_blur_probability": float("nan")}, "global_blur_probability"),
         ({"color_jitter_probability": 1.5}, "color_jitter_probability must be in [0, 1]"),
         ({"grayscale_probability": -0.1}, "grayscale_probability must be in [0, 1]"),
+        ({"color_jitter_hue": 0.6}, "color_jitter_hue must be in [0, 0.5]"),
         ({"shuffle_buffer": -1}, "shuffle_buffer must be >= 0"),
         ({"seed": 2.5}, "seed must be an int or None"),
         ({"num_parallel_reads": 0}, "num_parallel_reads"),
@@ -55,7 +56,7 @@ def test_pretrain_config_data_section():
         "batch_size", "global_crop_size", "local_crop_size", "num_local_crops",
         "global_crop_scale", "local_crop_scale", "patch_size", "mask_ratio",
         "mask_mode", "caption_safe_global_crop", "color_jitter_probability",
-        "grayscale_probability", "seed",
+        "color_jitter_hue", "grayscale_probability", "seed",
     ):
         assert getattr(data, name) == getattr(config, name), name
     assert data.sequence_length == config.text_max_length

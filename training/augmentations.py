@@ -3,7 +3,8 @@
 The views of one image for TIPS pretraining, following DINO / DINOv2 with
 TIPS' single global crop: random resized crop (area `scale` of the image,
 aspect ratio 3/4..4/3, bicubic), horizontal flip (p 0.5), colour jitter
-(brightness 0.4, contrast 0.4, saturation 0.2, hue 0.1; p 0.8), grayscale
+(brightness 0.4, contrast 0.4, saturation 0.2, hue 0.1 by default; p 0.8),
+grayscale
 (p 0.2), Gaussian blur (sigma 0.1..2, kernel 9) and, on the global crop
 only, solarization. DINO blurs its first global crop always and its second
 with p 0.1; TIPS keeps one global crop which is also the image of the
@@ -41,7 +42,6 @@ _CROP_ATTEMPTS = 10
 _BRIGHTNESS = 0.4
 _CONTRAST = 0.4
 _SATURATION = 0.2
-_HUE = 0.1
 _BLUR_KERNEL_SIZE = 9
 _BLUR_SIGMA = (0.1, 2.0)
 _SOLARIZE_THRESHOLD = 128.0 / 255.0
@@ -112,23 +112,30 @@ def _blend(image, other, factor):
     return tf.clip_by_value(factor * image + (1.0 - factor) * other, 0.0, 1.0)
 
 
-def color_jitter(image, u):
-    """torchvision `ColorJitter(0.4, 0.4, 0.2, 0.1)` of a float image.
+def color_jitter(image, u, hue=DataConfig.color_jitter_hue):
+    """torchvision `ColorJitter(0.4, 0.4, 0.2, hue)` of a float image.
 
     The four adjustments (brightness, contrast, saturation, hue) in random
     order. `u` holds 8 uniforms: 4 factors, then 4 that set the order.
+    `hue` (DINO: 0.1) is the largest hue shift, as a fraction of the colour
+    wheel; 0 leaves hue alone (as torchvision does).
     """
     brightness = 1.0 - _BRIGHTNESS + 2.0 * _BRIGHTNESS * u[0]
     contrast = 1.0 - _CONTRAST + 2.0 * _CONTRAST * u[1]
     saturation = 1.0 - _SATURATION + 2.0 * _SATURATION * u[2]
-    hue = -_HUE + 2.0 * _HUE * u[3]
+    hue_shift = -hue + 2.0 * hue * u[3]
     order = tf.argsort(u[4:8])
+
+    def adjust_hue(x):
+        if hue == 0:
+            return x
+        return tf.clip_by_value(tf.image.adjust_hue(x, hue_shift), 0.0, 1.0)
 
     branches = [
         lambda x: tf.clip_by_value(x * brightness, 0.0, 1.0),
         lambda x: _blend(x, tf.reduce_mean(_grayscale(x)), contrast),
         lambda x: _blend(x, _grayscale(x), saturation),
-        lambda x: tf.clip_by_value(tf.image.adjust_hue(x, hue), 0.0, 1.0),
+        adjust_hue,
     ]
     for step in range(4):
         image = tf.switch_case(
@@ -170,6 +177,7 @@ def augment_crop(
     flip_probability=0.5,
     color_jitter_probability=DataConfig.color_jitter_probability,
     grayscale_probability=DataConfig.grayscale_probability,
+    color_jitter_hue=DataConfig.color_jitter_hue,
 ):
     """One DINO view of a uint8 `(H, W, 3)` image: float32 `(size, size, 3)`.
 
@@ -178,8 +186,9 @@ def augment_crop(
 
     Random resized crop (area `scale`, aspect 3/4..4/3, bicubic with
     antialiasing), horizontal flip (p `flip_probability`), colour jitter
-    (p `color_jitter_probability`), grayscale (p `grayscale_probability`;
-    both default to `DataConfig`'s, DINO's 0.8 and 0.2), Gaussian blur
+    (p `color_jitter_probability`, largest hue shift `color_jitter_hue`),
+    grayscale (p `grayscale_probability`; all three default to
+    `DataConfig`'s, DINO's 0.8, 0.1 and 0.2), Gaussian blur
     (p `blur_probability`, sigma 0.1..2), solarization
     (p `solarize_probability`).
     """
@@ -199,7 +208,7 @@ def augment_crop(
     )
     view = tf.cond(
         u[1] < color_jitter_probability,
-        lambda: color_jitter(view, u[2:10]),
+        lambda: color_jitter(view, u[2:10], color_jitter_hue),
         lambda: view,
     )
     view = tf.cond(
@@ -246,6 +255,7 @@ def multi_crop(image, seeds, config):
     colours = dict(
         color_jitter_probability=config.color_jitter_probability,
         grayscale_probability=config.grayscale_probability,
+        color_jitter_hue=config.color_jitter_hue,
     )
     solarize_probability = config.global_solarize_probability
     global_colours = colours

@@ -120,6 +120,8 @@ class PretrainConfig:
             (DINOv2: (0.05, 0.32)).
         color_jitter_probability: colour jitter probability of every crop
             (DINO: 0.8), the caption-safe global crop excepted.
+        color_jitter_hue: the colour jitter's largest hue shift, a fraction
+            of the colour wheel in [0, 0.5] (DINO: 0.1).
         grayscale_probability: grayscale probability of every crop (DINO:
             0.2), the caption-safe global crop excepted.
 
@@ -227,6 +229,7 @@ class PretrainConfig:
     local_crop_scale: Tuple[float, float] = (0.05, 0.32)
     caption_safe_global_crop: bool = False
     color_jitter_probability: float = 0.8
+    color_jitter_hue: float = 0.1
     grayscale_probability: float = 0.2
 
     # Masked image modeling.
@@ -452,6 +455,7 @@ class PretrainConfig:
             ),
             caption_safe_global_crop=self.caption_safe_global_crop,
             color_jitter_probability=self.color_jitter_probability,
+            color_jitter_hue=self.color_jitter_hue,
             grayscale_probability=self.grayscale_probability,
             shuffle_buffer=TRAINING_SHUFFLE_BUFFER,
             seed=self.seed,

@@ -140,7 +140,10 @@ class DataConfig:
             global crop (0.2).
         color_jitter_probability: colour jitter probability of every view
             (0.8; DINO's brightness 0.4, contrast 0.4, saturation 0.2,
-            hue 0.1), the caption-safe global crop excepted.
+            hue `color_jitter_hue`), the caption-safe global crop excepted.
+        color_jitter_hue: the colour jitter's largest hue shift, a fraction
+            of the colour wheel in [0, 0.5] (DINO: 0.1, 36 degrees; 0: no
+            hue shift).
         grayscale_probability: grayscale probability of every view (0.2),
             the caption-safe global crop excepted.
         caption_safe_global_crop: no flip, colour jitter, grayscale or
@@ -178,6 +181,7 @@ class DataConfig:
     local_blur_probability: float = 0.5
     global_solarize_probability: float = 0.2
     color_jitter_probability: float = 0.8
+    color_jitter_hue: float = 0.1
     grayscale_probability: float = 0.2
     caption_safe_global_crop: bool = False
     shuffle_buffer: int = 4096
@@ -261,3 +265,5 @@ class DataConfig:
         ):
             if not 0 <= getattr(self, name) <= 1:
                 self._fail(name, "must be in [0, 1]")
+        if not 0 <= self.color_jitter_hue <= 0.5:
+            self._fail("color_jitter_hue", "must be in [0, 0.5]")
