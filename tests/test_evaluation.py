@@ -6,6 +6,8 @@ grid ceiling), random features score near the trivial answers, and mIoU is
 checked against a confusion matrix counted by hand.
 """
 
+import json
+
 import numpy as np
 import pytest
 
@@ -310,3 +312,27 @@ def test_zero_shot_class_iou_table_lists_each_class_per_model():
     assert lines[2] == "| trained | 0.750 | 0.500 | nan |"
     assert len(lines) == 3  # the model without per-class keys is left out
     assert zero_shot_class_iou_table([("x", {})], "", ("circle",)) == ""
+
+
+def test_metrics_with_absent_classes_are_written_as_strict_json():
+    # Class 2 occurs in neither targets nor predictions: its IoU is NaN.
+    iou = evaluation.class_iou(np.array([[0, 1]]), np.array([[0, 1]]), 3)
+    assert np.isnan(iou[2])
+    metrics = {
+        "class_iou": [float(v) for v in iou],
+        "nested": {"a": np.float32("nan"), "b": (1, np.float64(0.25))},
+        "inf": float("inf"),
+        "name": "trained",
+        "count": np.int64(7),
+    }
+    ready = evaluation.strict_json_metrics(metrics)
+    text = json.dumps(ready, allow_nan=False)
+    assert json.loads(text) == {
+        "class_iou": [1.0, 1.0, None],
+        "nested": {"a": None, "b": [1, 0.25]},
+        "inf": None,
+        "name": "trained",
+        "count": 7,
+    }
+    with pytest.raises(ValueError):
+        json.dumps(metrics["class_iou"], allow_nan=False)

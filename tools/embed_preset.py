@@ -57,6 +57,7 @@ def main(argv=None):
     parser.add_argument("--preset", required=True)
     args = parser.parse_args(argv)
     from keras_tips.tips_presets import EMBEDDED_DIR
+    from training.scenes.evaluation import strict_json_metrics
 
     with tempfile.TemporaryDirectory() as work_dir:
         metrics = heldout_metrics(args.preset, work_dir, baselines=True)
@@ -67,7 +68,8 @@ def main(argv=None):
     shutil.rmtree(staging)
     shutil.copytree(args.preset, staging)
     with open(os.path.join(staging, "heldout_metrics.json"), "w") as file:
-        json.dump(metrics, file, indent=1)
+        json.dump(strict_json_metrics(metrics), file, indent=1,
+                  allow_nan=False)
     if os.path.exists(target):
         shutil.rmtree(target)
     os.makedirs(os.path.dirname(target), exist_ok=True)

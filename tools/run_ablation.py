@@ -141,6 +141,7 @@ def main(argv=None):
     from tools.evaluate import format_table
     from training.config import PretrainConfig
     from training.scenes.evaluation import evaluate_scenes
+    from training.scenes.evaluation import strict_json_metrics
     from training.train import load_tokenizer
     from training.train import run_training
 
@@ -171,7 +172,8 @@ def main(argv=None):
                                          args.eval_data,
                                          config.global_crop_size)
             with open(os.path.join(run_dir, "eval_metrics.json"), "w") as file:
-                json.dump(metrics, file, indent=1)
+                json.dump(strict_json_metrics(metrics), file, indent=1,
+                          allow_nan=False)
             per_seed.append(metrics)
         row = {"run": f"({key}) {title}"}
         for column, _ in METRIC_COLUMNS:

@@ -760,3 +760,23 @@ def random_weights_like(backbone, seed=0):
 
     keras.utils.set_random_seed(seed)
     return type(backbone).from_config(backbone.get_config())
+
+
+def strict_json_metrics(metrics):
+    """`metrics` with every non-finite float replaced by `None`.
+
+    A class that occurs in neither the targets nor the predictions has a
+    NaN IoU (`class_iou`); `json.dump` would write it as `NaN`, which
+    strict JSON parsers (`JSON.parse`, `jq`, Go, Rust) reject. Written
+    through this function it is `null`. Dicts, lists and tuples are
+    walked; NumPy scalars become Python numbers.
+    """
+    if isinstance(metrics, dict):
+        return {key: strict_json_metrics(value) for key, value in metrics.items()}
+    if isinstance(metrics, (list, tuple)):
+        return [strict_json_metrics(value) for value in metrics]
+    if isinstance(metrics, np.generic):
+        metrics = metrics.item()
+    if isinstance(metrics, float) and not np.isfinite(metrics):
+        return None
+    return metrics
