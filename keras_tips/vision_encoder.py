@@ -131,20 +131,34 @@ class TIPSVisionEncoder(EmptyBatchMixin, TIPSBackboneMixin, Backbone):
         self.image_shape = image_shape
 
     def _encode(
-        self, images, patch_mask=None, value_attention=False, training=None
+        self, images, patch_mask=None, value_attention=False, training=None,
+        with_value_attention=False,
     ):
         x = self.embedding(images, patch_mask=patch_mask)
-        last = len(self.blocks) - 1
-        for i, block in enumerate(self.blocks):
-            x = block(x, value_attention=value_attention and i == last)
-        x = self.final_norm(x)
+        for block in self.blocks[:-1]:
+            x = block(x)
+
+        def last_block(x, value_attention):
+            if not self.blocks:
+                return x
+            return self.blocks[-1](x, value_attention=value_attention)
+
+        outputs = {}
+        if with_value_attention:
+            # Both read-outs of the last block from one pass of the others.
+            dense = self.final_norm(last_block(x, value_attention=True))
+            _, outputs["value_attention_patches"] = self.split_outputs(
+                dense, images)
+        x = self.final_norm(last_block(x, value_attention))
         cls_embeddings, patch_embeddings = self.split_outputs(x, images)
         return {
             "cls_embeddings": cls_embeddings,
             "patch_embeddings": patch_embeddings,
+            **outputs,
         }
 
-    def encode(self, images, patch_mask=None, training=None):
+    def encode(self, images, patch_mask=None, training=None,
+               with_value_attention=False):
         """Runs the encoder, optionally with masked patches.
 
         Args:
@@ -153,14 +167,23 @@ class TIPSVisionEncoder(EmptyBatchMixin, TIPSBackboneMixin, Backbone):
                 `(B, N)`); `True` patches are replaced by the mask token, as
                 in masked image modeling.
             training: bool. Training mode.
+            with_value_attention: bool. Also return
+                `"value_attention_patches"` (`value_attention_patches`'
+                read-out) from the same pass: the blocks before the last
+                run once for both.
 
         Returns:
-            The dict of `__call__`.
+            The dict of `__call__`, plus `"value_attention_patches"` when
+            asked.
         """
         images = self._check_images(images, values=not training)
         if is_empty_batch(images):
-            return empty_outputs(self, images)
-        return self._encode(images, patch_mask=patch_mask, training=training)
+            outputs = empty_outputs(self, images)
+            if with_value_attention:
+                outputs["value_attention_patches"] = outputs["patch_embeddings"]
+            return outputs
+        return self._encode(images, patch_mask=patch_mask, training=training,
+                            with_value_attention=with_value_attention)
 
     def value_attention_patches(self, images):
         """Patch embeddings read out MaskCLIP-style, for zero-shot segmentation.

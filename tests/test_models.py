@@ -82,6 +82,25 @@ def test_value_attention_differs_only_in_last_block():
     assert np.abs(value - plain).max() > 1e-6
 
 
+@pytest.mark.parametrize("num_layers", [2, 0])
+def test_encode_gives_both_read_outs_from_one_pass(num_layers):
+    encoder = tiny_vision(num_layers=num_layers)
+    images = np.random.uniform(size=(2, 28, 28, 3)).astype("float32")
+    both = encoder.encode(images, with_value_attention=True)
+    plain = encoder.encode(images)
+    assert set(both) == {*plain, "value_attention_patches"}
+    for key in plain:
+        np.testing.assert_allclose(
+            keras.ops.convert_to_numpy(both[key]),
+            keras.ops.convert_to_numpy(plain[key]), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(both["value_attention_patches"]),
+        keras.ops.convert_to_numpy(encoder.value_attention_patches(images)),
+        rtol=1e-5, atol=1e-5)
+    empty = encoder.encode(images[:0], with_value_attention=True)
+    assert tuple(empty["value_attention_patches"].shape) == (0, 2, 2, 32)
+
+
 def test_empty_text_gives_finite_embedding():
     encoder = tiny_text()
     out = encoder({

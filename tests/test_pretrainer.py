@@ -247,9 +247,11 @@ def test_student_encoder_passes(recipe):
     calls = []
     original = vision.encode
 
-    def counting_encode(images, patch_mask=None, training=None):
+    def counting_encode(images, patch_mask=None, training=None, **kwargs):
+        assert kwargs == {"with_value_attention": False} or not kwargs
         calls.append((tuple(images.shape), patch_mask is not None))
-        return original(images, patch_mask=patch_mask, training=training)
+        return original(images, patch_mask=patch_mask, training=training,
+                        **kwargs)
 
     vision.encode = counting_encode
     pretrainer.compute_losses(batch)
@@ -259,6 +261,53 @@ def test_student_encoder_passes(recipe):
         ((BATCH, g, g, 3), False),
         ((BATCH * views, loc, loc, 3), False),
     ]
+
+
+@pytest.mark.parametrize("recipe", ["tips", "tips_v2"])
+def test_patch_text_term_matches_numpy_reference(recipe):
+    """The image-mean value-attention patch embedding of the unmasked
+    pass against the synthetic caption, weighted into the total."""
+    config = tiny_config(recipe, patch_text_weight=0.3)
+    pretrainer = make_pretrainer(config, compile=False)
+    batch = random_batch(np.random.default_rng(4), config)
+    batch["has_synthetic_caption"][5] = 0.0
+    terms = {k: as_float(v) for k, v in pretrainer.compute_losses(batch).items()}
+
+    backbone = pretrainer.backbone
+    patches = _np(backbone.vision_encoder.value_attention_patches(
+        batch["global_images"]))
+    synthetic = _np(backbone.text_encoder({
+        "token_ids": batch["synthetic_token_ids"],
+        "padding_mask": batch["synthetic_padding_mask"],
+    }))
+    temperature = as_float(pretrainer.contrastive_temperature())
+    expected = _np_contrastive(
+        patches.mean(axis=(1, 2)), synthetic, temperature,
+        batch["has_synthetic_caption"] > 0)
+    np.testing.assert_allclose(terms["contrastive_patches"], expected, rtol=2e-4)
+    # Not the second CLS token's term: the patches are another embedding.
+    assert abs(terms["contrastive_patches"] - terms["contrastive_synthetic"]) > 1e-3
+    total = (
+        0.5 * terms["contrastive_noisy"] + 0.5 * terms["contrastive_synthetic"]
+        + config.distillation_weight * terms["distillation"]
+        + config.masked_weight * terms["masked"]
+        + 0.3 * terms["contrastive_patches"]
+    )
+    np.testing.assert_allclose(terms["loss"], total, rtol=1e-5)
+
+
+def test_patch_text_term_is_off_by_default_and_needs_the_unmasked_pass():
+    config = tiny_config()
+    assert config.patch_text_weight == 0.0
+    pretrainer = make_pretrainer(config, compile=False)
+    batch = random_batch(np.random.default_rng(5), config)
+    assert as_float(pretrainer.compute_losses(batch)["contrastive_patches"]) == 0.0
+    backbone = build_backbone(config, VOCABULARY_SIZE)
+    with pytest.raises(ValueError, match="patch_text_weight"):
+        TIPSPretrainer(backbone, tiny_config(patch_text_weight=0.1),
+                       contrastive_on_masked_view=True)
+    with pytest.raises(ValueError, match="patch_text_weight"):
+        tiny_config(patch_text_weight=-1.0)
 
 
 def test_contrastive_terms_do_not_see_the_patch_mask():

@@ -14,7 +14,8 @@ pytestmark = pytest.mark.backend_independent
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 LOSS_FIELDS = ("contrastive_noisy_weight", "contrastive_synthetic_weight",
-               "distillation_weight", "masked_weight", "patch_visible_weight")
+               "distillation_weight", "masked_weight", "patch_visible_weight",
+               "patch_text_weight")
 
 
 def _main_job_config():
@@ -27,26 +28,28 @@ def _weights(config):
 
 
 def test_recipe_weights_are_the_papers():
-    base = _main_job_config().replace(patch_visible_weight=1.0)
+    base = _main_job_config().replace(patch_visible_weight=1.0,
+                                      patch_text_weight=0.5)
     assert _weights(run_ablation.ablation_config(base, "a")) == (
-        1.0, 0.0, 0.0, 0.0, 0.0)
+        1.0, 0.0, 0.0, 0.0, 0.0, 0.0)
     assert _weights(run_ablation.ablation_config(base, "b")) == (
-        0.0, 1.0, 0.0, 0.0, 0.0)
+        0.0, 1.0, 0.0, 0.0, 0.0, 0.0)
     assert _weights(run_ablation.ablation_config(base, "c")) == (
-        0.5, 0.5, 0.0, 0.0, 0.0)
+        0.5, 0.5, 0.0, 0.0, 0.0, 0.0)
     assert _weights(run_ablation.ablation_config(base, "d")) == (
-        0.5, 0.5, 1.0, 0.0, 0.0)
-    # iBOT on the masked patches only, whatever the base's iBOT++ weight.
+        0.5, 0.5, 1.0, 0.0, 0.0, 0.0)
+    # iBOT on the masked patches only and no patch-text term, whatever
+    # the base gives them.
     assert _weights(run_ablation.ablation_config(base, "e")) == (
-        0.5, 0.5, 1.0, 2.0, 0.0)
+        0.5, 0.5, 1.0, 2.0, 0.0, 0.0)
 
 
 def test_config_weights_make_row_e_the_main_job():
     base = _main_job_config()
     assert (base.distillation_weight, base.masked_weight) == (0.05, 0.1)
     config = lambda key: run_ablation.ablation_config(base, key, "config")
-    assert _weights(config("c")) == (0.5, 0.5, 0.0, 0.0, 0.0)
-    assert _weights(config("d")) == (0.5, 0.5, 0.05, 0.0, 0.0)
+    assert _weights(config("c")) == (0.5, 0.5, 0.0, 0.0, 0.0, 0.0)
+    assert _weights(config("d")) == (0.5, 0.5, 0.05, 0.0, 0.0, 0.0)
     assert config("e") == base
     # Everything but the loss weights is the base's.
     assert config("a").replace(**dict(zip(LOSS_FIELDS, _weights(base))))\

@@ -5,7 +5,8 @@ Same data and steps for every run; only the loss weights change:
 (c) dual embedding with both, (d) (c) + self-distillation, (e) (d) +
 masked image modeling (full TIPS), all as in the TIPS paper's Table 1C
 (iBOT's patch loss on the masked patches only, whatever the config's
-`patch_visible_weight`). Rows (d) and (e) give the self-distillation
+`patch_visible_weight`, and no `patch_text_weight` term, which is not in
+TIPS). Rows (d) and (e) give the self-distillation
 terms the paper's weights (DINO 1.0, iBOT 2.0) by default, or, with
 `--self_distillation_weights config`, the `distillation_weight` and
 `masked_weight` of `--config` (the main job's 1/20 of them), so that row
@@ -29,19 +30,19 @@ import sys
 ABLATIONS = (
     ("a", "noisy captions only", dict(contrastive_noisy_weight=1.0,
         contrastive_synthetic_weight=0.0, distillation_weight=0.0,
-        masked_weight=0.0, patch_visible_weight=0.0)),
+        masked_weight=0.0, patch_visible_weight=0.0, patch_text_weight=0.0)),
     ("b", "synthetic captions only", dict(contrastive_noisy_weight=0.0,
         contrastive_synthetic_weight=1.0, distillation_weight=0.0,
-        masked_weight=0.0, patch_visible_weight=0.0)),
+        masked_weight=0.0, patch_visible_weight=0.0, patch_text_weight=0.0)),
     ("c", "dual (noisy + synthetic)", dict(contrastive_noisy_weight=0.5,
         contrastive_synthetic_weight=0.5, distillation_weight=0.0,
-        masked_weight=0.0, patch_visible_weight=0.0)),
+        masked_weight=0.0, patch_visible_weight=0.0, patch_text_weight=0.0)),
     ("d", "(c) + self-distillation", dict(contrastive_noisy_weight=0.5,
         contrastive_synthetic_weight=0.5, distillation_weight=1.0,
-        masked_weight=0.0, patch_visible_weight=0.0)),
+        masked_weight=0.0, patch_visible_weight=0.0, patch_text_weight=0.0)),
     ("e", "(d) + masked modeling (TIPS)", dict(contrastive_noisy_weight=0.5,
         contrastive_synthetic_weight=0.5, distillation_weight=1.0,
-        masked_weight=2.0, patch_visible_weight=0.0)),
+        masked_weight=2.0, patch_visible_weight=0.0, patch_text_weight=0.0)),
 )
 SELF_DISTILLATION_WEIGHTS = ("recipe", "config")
 

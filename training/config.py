@@ -175,6 +175,9 @@ class PretrainConfig:
         masked_weight: iBOT / iBOT++ masked patch loss (2.0).
         patch_visible_weight: iBOT++ weight of visible patches in the patch
             loss (`masked_patch_loss(visible_weight=...)`; 0: plain iBOT).
+        patch_text_weight: contrastive loss of the image-mean
+            value-attention patch embedding with the synthetic caption
+            (0: off, the TIPS and TIPSv2 recipes; not in either).
 
     Contrastive temperature (learned as a log, then clamped):
         contrastive_temperature_init: initial temperature (0.07).
@@ -265,6 +268,7 @@ class PretrainConfig:
     distillation_weight: float = 1.0
     masked_weight: float = 2.0
     patch_visible_weight: float = 0.0
+    patch_text_weight: float = 0.0
 
     # Contrastive temperature.
     contrastive_temperature_init: float = 0.07
@@ -590,6 +594,7 @@ class PretrainConfig:
             "distillation_weight",
             "masked_weight",
             "patch_visible_weight",
+            "patch_text_weight",
             "learning_rate",
             "final_learning_rate",
             "warmup_start_learning_rate",

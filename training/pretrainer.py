@@ -35,7 +35,13 @@ Losses (TIPS paper; TIPSv2 changes with `recipe="tips_v2"`):
 * masked (iBOT / iBOT++): the student sees the global crop with the masked
   patches replaced by the mask token; its patch-head outputs predict the
   teacher's patch distributions on the unmasked crop (masked patches; with
-  iBOT++ visible ones too, weight `patch_visible_weight`).
+  iBOT++ visible ones too, weight `patch_visible_weight`);
+* contrastive_patches (not in TIPS / TIPSv2; weight `patch_text_weight`,
+  0 by default, then not computed and logged as 0): the value-attention
+  patch embeddings of the unmasked pass (the zero-shot segmenter's
+  read-out), averaged over the image, against the synthetic caption, with
+  the same temperature and global-batch negatives. It asks the patches
+  themselves to carry what the caption names, in the text's space.
 
 Teacher: with a full EMA teacher (`"tips"`) the teacher vision encoder runs
 on the unmasked global crop. With `head_only_ema` (TIPSv2) the teacher
@@ -51,7 +57,8 @@ argmax in the batch, for the CLS and the patch heads. A loss stuck at ln K
 with a student entropy of ln K means a uniform student.
 
 `loss = w_noisy * contrastive_noisy + w_synthetic * contrastive_synthetic
-+ w_distillation * distillation + w_masked * masked` (0.5, 0.5, 1, 2).
++ w_distillation * distillation + w_masked * masked
++ w_patch_text * contrastive_patches` (0.5, 0.5, 1, 2, 0).
 """
 
 import keras
@@ -73,6 +80,7 @@ LOSS_TERMS = (
     "contrastive_synthetic",
     "distillation",
     "masked",
+    "contrastive_patches",
 )
 
 # Keys a training batch must hold, and their ranks.
@@ -263,6 +271,12 @@ class TIPSPretrainer(keras.Model):
                 f"{type(backbone).__name__}."
             )
         config = _as_config(config)
+        if contrastive_on_masked_view and config.patch_text_weight > 0:
+            raise ValueError(
+                "`patch_text_weight` > 0 needs the unmasked student pass, "
+                "which `contrastive_on_masked_view=True` drops. Received: "
+                f"patch_text_weight={config.patch_text_weight}."
+            )
         super().__init__(**kwargs)
         self.config = config
         self.contrastive_on_masked_view = bool(contrastive_on_masked_view)
@@ -550,11 +564,22 @@ class TIPSPretrainer(keras.Model):
         )
         # --- Student on the unmasked global crop (contrastive loss). ---
         unmasked = None
+        mean_patches = None
         if self.contrastive_on_masked_view:
             contrastive_cls = student["cls_embeddings"]
         else:
-            unmasked = vision.encode(global_images, training=training)
+            unmasked = vision.encode(
+                global_images, training=training,
+                with_value_attention=config.patch_text_weight > 0,
+            )
             contrastive_cls = unmasked["cls_embeddings"]
+            if config.patch_text_weight > 0:
+                # The zero-shot segmenter's patch read-out, averaged over
+                # the image (not part of the TIPS / TIPSv2 recipes).
+                mean_patches = ops.mean(
+                    ops.cast(unmasked["value_attention_patches"], "float32"),
+                    axis=(1, 2),
+                )
 
         # --- Texts: both captions in one pass of the shared encoder. ---
         token_ids = ops.concatenate(
@@ -574,15 +599,15 @@ class TIPSPretrainer(keras.Model):
         noisy_text, synthetic_text = ops.split(text, 2, axis=0)
 
         # --- Contrastive terms over the global batch. ---
-        embeddings = ops.concatenate(
-            [
-                ops.cast(contrastive_cls[:, 0], "float32"),
-                ops.cast(contrastive_cls[:, 1], "float32"),
-                ops.cast(noisy_text, "float32"),
-                ops.cast(synthetic_text, "float32"),
-            ],
-            axis=-1,
-        )
+        parts = [
+            ops.cast(contrastive_cls[:, 0], "float32"),
+            ops.cast(contrastive_cls[:, 1], "float32"),
+            ops.cast(noisy_text, "float32"),
+            ops.cast(synthetic_text, "float32"),
+        ]
+        if mean_patches is not None:
+            parts.append(mean_patches)
+        embeddings = ops.concatenate(parts, axis=-1)
         valid = ops.stack(
             [
                 ops.cast(batch["has_noisy_caption"], "float32"),
@@ -592,8 +617,8 @@ class TIPSPretrainer(keras.Model):
         )
         embeddings = distribution.global_batch(embeddings)
         valid = distribution.global_batch(valid)
-        first_cls, second_cls, noisy_text, synthetic_text = ops.split(
-            embeddings, 4, axis=-1
+        first_cls, second_cls, noisy_text, synthetic_text, *mean_patches = (
+            ops.split(embeddings, len(parts), axis=-1)
         )
         temperature = self.contrastive_temperature()
         contrastive_noisy = losses_lib.contrastive_loss(
@@ -602,6 +627,12 @@ class TIPSPretrainer(keras.Model):
         contrastive_synthetic = losses_lib.contrastive_loss(
             second_cls, synthetic_text, temperature, valid=valid[:, 1]
         )
+        if mean_patches:
+            contrastive_patches = losses_lib.contrastive_loss(
+                mean_patches[0], synthetic_text, temperature, valid=valid[:, 1]
+            )
+        else:
+            contrastive_patches = ops.zeros((), "float32")
 
         # --- Teacher on the unmasked global crop, without gradient. ---
         with backend_steps.no_gradient():
@@ -706,6 +737,7 @@ class TIPSPretrainer(keras.Model):
             + config.contrastive_synthetic_weight * contrastive_synthetic
             + config.distillation_weight * distillation
             + config.masked_weight * masked
+            + config.patch_text_weight * contrastive_patches
         )
         losses = {
             "loss": total,
@@ -713,6 +745,7 @@ class TIPSPretrainer(keras.Model):
             "contrastive_synthetic": contrastive_synthetic,
             "distillation": distillation,
             "masked": masked,
+            "contrastive_patches": contrastive_patches,
         }
         statistics = {
             "step": step,
