@@ -109,8 +109,8 @@ def test_a_short_ablation_trains_each_row_with_its_weights(
         "--self_distillation_weights", "config",
     ])
     assert status == 0
-    for key, expected in (("c", (0.5, 0.5, 0.0, 0.0, 0.0)),
-                          ("e", (0.5, 0.5, 0.05, 0.1, 0.0))):
+    for key, expected in (("c", (0.5, 0.5, 0.0, 0.0, 0.0, 0.0)),
+                          ("e", (0.5, 0.5, 0.05, 0.1, 0.0, 0.0))):
         run_dir = out / key / "seed0"
         stored = json.loads((run_dir / "config.json").read_text())
         assert tuple(stored[f] for f in LOSS_FIELDS) == expected
