@@ -57,7 +57,7 @@ def main(argv=None):
     parser.add_argument("--preset", required=True)
     args = parser.parse_args(argv)
     from keras_tips.tips_presets import EMBEDDED_DIR
-    from training.scenes.evaluation import strict_json_metrics
+    from training.scenes.evaluation import write_metrics_json
 
     with tempfile.TemporaryDirectory() as work_dir:
         metrics = heldout_metrics(args.preset, work_dir, baselines=True)
@@ -67,9 +67,7 @@ def main(argv=None):
                                else None)
     shutil.rmtree(staging)
     shutil.copytree(args.preset, staging)
-    with open(os.path.join(staging, "heldout_metrics.json"), "w") as file:
-        json.dump(strict_json_metrics(metrics), file, indent=1,
-                  allow_nan=False)
+    write_metrics_json(os.path.join(staging, "heldout_metrics.json"), metrics)
     if os.path.exists(target):
         shutil.rmtree(target)
     os.makedirs(os.path.dirname(target), exist_ok=True)

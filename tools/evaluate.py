@@ -234,9 +234,8 @@ def main(argv=None):
             )))
     if args.output_dir:
         os.makedirs(args.output_dir, exist_ok=True)
-        with open(os.path.join(args.output_dir, "metrics.json"), "w") as file:
-            json.dump(evaluation.strict_json_metrics(metrics), file,
-                      indent=1, allow_nan=False)
+        evaluation.write_metrics_json(
+            os.path.join(args.output_dir, "metrics.json"), metrics)
         picture = save_pca_picture(
             features, os.path.join(args.output_dir, "pca.png"))
         print(f"Metrics and PCA picture written to {args.output_dir} ({picture})")

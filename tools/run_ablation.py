@@ -30,20 +30,23 @@ import sys
 ABLATIONS = (
     ("a", "noisy captions only", dict(contrastive_noisy_weight=1.0,
         contrastive_synthetic_weight=0.0, distillation_weight=0.0,
-        masked_weight=0.0, patch_visible_weight=0.0, patch_text_weight=0.0)),
+        masked_weight=0.0)),
     ("b", "synthetic captions only", dict(contrastive_noisy_weight=0.0,
         contrastive_synthetic_weight=1.0, distillation_weight=0.0,
-        masked_weight=0.0, patch_visible_weight=0.0, patch_text_weight=0.0)),
+        masked_weight=0.0)),
     ("c", "dual (noisy + synthetic)", dict(contrastive_noisy_weight=0.5,
         contrastive_synthetic_weight=0.5, distillation_weight=0.0,
-        masked_weight=0.0, patch_visible_weight=0.0, patch_text_weight=0.0)),
+        masked_weight=0.0)),
     ("d", "(c) + self-distillation", dict(contrastive_noisy_weight=0.5,
         contrastive_synthetic_weight=0.5, distillation_weight=1.0,
-        masked_weight=0.0, patch_visible_weight=0.0, patch_text_weight=0.0)),
+        masked_weight=0.0)),
     ("e", "(d) + masked modeling (TIPS)", dict(contrastive_noisy_weight=0.5,
         contrastive_synthetic_weight=0.5, distillation_weight=1.0,
-        masked_weight=2.0, patch_visible_weight=0.0, patch_text_weight=0.0)),
+        masked_weight=2.0)),
 )
+# Terms outside the paper's Table 1C, off in every row: iBOT++'s visible
+# patches and the patch-text term.
+OFF_IN_EVERY_ROW = dict(patch_visible_weight=0.0, patch_text_weight=0.0)
 SELF_DISTILLATION_WEIGHTS = ("recipe", "config")
 
 
@@ -69,7 +72,7 @@ def ablation_config(base, key, self_distillation_weights="recipe"):
         raise ValueError(
             f"Unknown ablation row {key!r}; the rows are {sorted(rows)}."
         )
-    weights = dict(rows[key])
+    weights = dict(rows[key], **OFF_IN_EVERY_ROW)
     if self_distillation_weights == "config":
         for field in ("distillation_weight", "masked_weight"):
             if weights[field] > 0:
@@ -142,7 +145,7 @@ def main(argv=None):
     from tools.evaluate import format_table
     from training.config import PretrainConfig
     from training.scenes.evaluation import evaluate_scenes
-    from training.scenes.evaluation import strict_json_metrics
+    from training.scenes.evaluation import write_metrics_json
     from training.train import load_tokenizer
     from training.train import run_training
 
@@ -172,9 +175,8 @@ def main(argv=None):
             metrics, _ = evaluate_scenes(backbone, eval_tokenizer,
                                          args.eval_data,
                                          config.global_crop_size)
-            with open(os.path.join(run_dir, "eval_metrics.json"), "w") as file:
-                json.dump(strict_json_metrics(metrics), file, indent=1,
-                          allow_nan=False)
+            write_metrics_json(
+                os.path.join(run_dir, "eval_metrics.json"), metrics)
             per_seed.append(metrics)
         row = {"run": f"({key}) {title}"}
         for column, _ in METRIC_COLUMNS:

@@ -617,7 +617,7 @@ class TIPSPretrainer(keras.Model):
         )
         embeddings = distribution.global_batch(embeddings)
         valid = distribution.global_batch(valid)
-        first_cls, second_cls, noisy_text, synthetic_text, *mean_patches = (
+        first_cls, second_cls, noisy_text, synthetic_text, *global_patches = (
             ops.split(embeddings, len(parts), axis=-1)
         )
         temperature = self.contrastive_temperature()
@@ -627,9 +627,9 @@ class TIPSPretrainer(keras.Model):
         contrastive_synthetic = losses_lib.contrastive_loss(
             second_cls, synthetic_text, temperature, valid=valid[:, 1]
         )
-        if mean_patches:
+        if global_patches:
             contrastive_patches = losses_lib.contrastive_loss(
-                mean_patches[0], synthetic_text, temperature, valid=valid[:, 1]
+                global_patches[0], synthetic_text, temperature, valid=valid[:, 1]
             )
         else:
             contrastive_patches = ops.zeros((), "float32")

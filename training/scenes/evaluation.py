@@ -32,6 +32,7 @@ segmentation masks), read with `training.pipelines.make_eval_dataset`.
 
 import dataclasses
 import functools
+import json
 
 import numpy as np
 import scipy.linalg
@@ -780,3 +781,10 @@ def strict_json_metrics(metrics):
     if isinstance(metrics, float) and not np.isfinite(metrics):
         return None
     return metrics
+
+
+def write_metrics_json(path, metrics):
+    """Writes `metrics` to `path` as strict JSON (`strict_json_metrics`)."""
+    with open(path, "w") as file:
+        json.dump(strict_json_metrics(metrics), file, indent=1, allow_nan=False)
+
