@@ -65,3 +65,34 @@ def test_recorded_metrics_beat_the_baselines_it_should_beat():
     for key in ("zero_shot_seg_miou", "linear_probe_seg_miou",
                 "zero_shot_seg_miou_color", "linear_probe_seg_miou_color"):
         assert recorded[key] <= ceiling[key] + 0.02
+
+
+def test_embedding_prints_and_writes_strict_json(tmp_path, monkeypatch,
+                                                  capsys):
+    """A class absent from the held-out scenes has a NaN IoU: the embedder
+    prints and records it as `null`, never as the non-JSON `NaN`."""
+    import keras_tips.tips_presets
+    from tools import embed_preset
+
+    source = tmp_path / "trained"
+    source.mkdir()
+    (source / "config.json").write_text("{}")
+    embedded = tmp_path / "embedded"
+    monkeypatch.setattr(keras_tips.tips_presets, "EMBEDDED_DIR", str(embedded))
+    monkeypatch.setattr(
+        embed_preset, "heldout_metrics",
+        lambda preset, work_dir, baselines=False: {
+            "zero_shot_iou_red_color": float("nan"), "num_scenes": 64})
+    assert embed_preset.main(["--preset", str(source)]) == 0
+
+    def reject(constant):
+        raise AssertionError(f"non-JSON constant {constant}")
+
+    printed = capsys.readouterr().out
+    printed = printed[:printed.rindex("}") + 1]
+    target = embedded / embed_preset.PRESET_NAME
+    written = (target / "heldout_metrics.json").read_text()
+    for text in (printed, written):
+        metrics = json.loads(text, parse_constant=reject)
+        assert metrics == {"zero_shot_iou_red_color": None, "num_scenes": 64}
+    assert (target / "config.json").read_text() == "{}"

@@ -57,6 +57,7 @@ def main(argv=None):
     parser.add_argument("--preset", required=True)
     args = parser.parse_args(argv)
     from keras_tips.tips_presets import EMBEDDED_DIR
+    from training.scenes.evaluation import strict_json_metrics
     from training.scenes.evaluation import write_metrics_json
 
     with tempfile.TemporaryDirectory() as work_dir:
@@ -72,7 +73,8 @@ def main(argv=None):
         shutil.rmtree(target)
     os.makedirs(os.path.dirname(target), exist_ok=True)
     os.replace(staging, target)
-    print(json.dumps(metrics, indent=1))
+    # Strict JSON on stdout too (a NaN class IoU prints as null).
+    print(json.dumps(strict_json_metrics(metrics), indent=1, allow_nan=False))
     print(f"Embedded {args.preset} as {PRESET_NAME} at {target}")
     return 0
 
