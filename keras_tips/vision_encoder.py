@@ -132,11 +132,15 @@ class TIPSVisionEncoder(EmptyBatchMixin, TIPSBackboneMixin, Backbone):
 
     def _encode(
         self, images, patch_mask=None, value_attention=False, training=None,
-        with_value_attention=False,
+        with_value_attention=False, gradient_from_block=None,
     ):
         x = self.embedding(images, patch_mask=patch_mask)
-        for block in self.blocks[:-1]:
+        for index, block in enumerate(self.blocks[:-1]):
+            if index == gradient_from_block:
+                x = ops.stop_gradient(x)
             x = block(x)
+        if self.blocks and gradient_from_block == len(self.blocks) - 1:
+            x = ops.stop_gradient(x)
 
         def last_block(x, value_attention):
             if not self.blocks:
@@ -158,7 +162,7 @@ class TIPSVisionEncoder(EmptyBatchMixin, TIPSBackboneMixin, Backbone):
         }
 
     def encode(self, images, patch_mask=None, training=None,
-               with_value_attention=False):
+               with_value_attention=False, gradient_from_block=None):
         """Runs the encoder, optionally with masked patches.
 
         Args:
@@ -171,11 +175,28 @@ class TIPSVisionEncoder(EmptyBatchMixin, TIPSBackboneMixin, Backbone):
                 `"value_attention_patches"` (`value_attention_patches`'
                 read-out) from the same pass: the blocks before the last
                 run once for both.
+            gradient_from_block: `None` or an int in `[0, num_layers - 1]`.
+                The outputs are unchanged, but no gradient flows from them
+                into the patch embedding and the blocks before block
+                `gradient_from_block` (`None`: into everything). With
+                `num_layers - 1`, a loss on this pass trains only the last
+                block and the final norm.
 
         Returns:
             The dict of `__call__`, plus `"value_attention_patches"` when
             asked.
         """
+        if gradient_from_block is not None:
+            last = len(self.blocks) - 1
+            if (isinstance(gradient_from_block, bool)
+                    or not isinstance(gradient_from_block, (int, np.integer))
+                    or not 0 <= gradient_from_block <= last):
+                raise ValueError(
+                    "`gradient_from_block` must be None or an int in "
+                    f"[0, {last}] (the encoder has {len(self.blocks)} "
+                    f"blocks). Received: {gradient_from_block!r}."
+                )
+            gradient_from_block = int(gradient_from_block)
         images = self._check_images(images, values=not training)
         if is_empty_batch(images):
             outputs = empty_outputs(self, images)
@@ -183,7 +204,8 @@ class TIPSVisionEncoder(EmptyBatchMixin, TIPSBackboneMixin, Backbone):
                 outputs["value_attention_patches"] = outputs["patch_embeddings"]
             return outputs
         return self._encode(images, patch_mask=patch_mask, training=training,
-                            with_value_attention=with_value_attention)
+                            with_value_attention=with_value_attention,
+                            gradient_from_block=gradient_from_block)
 
     def value_attention_patches(self, images):
         """Patch embeddings read out MaskCLIP-style, for zero-shot segmentation.

@@ -12,6 +12,7 @@ from keras import ops
 from keras_tips.normalization import l2_normalize
 from training import config as config_lib
 from training import ema, heads, schedules
+from tests.gradients import numpy_gradients
 
 # ----------------------------------------------------------------------------
 # ProjectionHead
@@ -150,36 +151,11 @@ def test_head_saves_in_keras_file(tmp_path):
     np.testing.assert_allclose(ops.convert_to_numpy(loaded(x)), want, rtol=1e-6)
 
 
-def _gradients(loss_fn, variables):
-    """Gradients of `loss_fn()` with respect to `variables`, NumPy arrays."""
-    backend = keras.backend.backend()
-    if backend == "jax":
-        import jax
-
-        values = [v.value for v in variables]
-
-        def stateless(values):
-            with keras.StatelessScope(state_mapping=list(zip(variables, values))):
-                return loss_fn()
-
-        return [np.asarray(g) for g in jax.grad(stateless)(values)]
-    if backend == "tensorflow":
-        import tensorflow as tf
-
-        with tf.GradientTape() as tape:
-            loss = loss_fn()
-        return [np.asarray(g) for g in tape.gradient(loss, variables)]
-    for v in variables:
-        v.value.grad = None
-    loss_fn().backward()
-    return [v.value.grad.numpy() for v in variables]
-
-
 def test_head_gradients_reach_all_weights():
     head = small_head()
     x = np.random.default_rng(6).normal(size=(4, 12)).astype("float32")
     head.build(x.shape)
-    grads = _gradients(
+    grads = numpy_gradients(
         lambda: ops.sum(ops.square(head(x)[:, :5])), head.trainable_variables
     )
     assert len(grads) == len(head.trainable_variables)
@@ -213,8 +189,8 @@ def test_head_gradients_match_autodiff_of_normalized_prototypes():
         rng.normal(size=(3, 5, 32)).astype("float32"))
     variables = head.trainable_variables
 
-    got = _gradients(lambda: ops.sum(head(x) * weights), variables)
-    want = _gradients(lambda: ops.sum(_plain_head(head, x) * weights), variables)
+    got = numpy_gradients(lambda: ops.sum(head(x) * weights), variables)
+    want = numpy_gradients(lambda: ops.sum(_plain_head(head, x) * weights), variables)
     for variable, g, w in zip(variables, got, want):
         scale = np.abs(w).max()
         np.testing.assert_allclose(

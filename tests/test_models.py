@@ -6,6 +6,7 @@ import pytest
 
 import keras_tips
 from keras_tips import variants
+from tests.gradients import numpy_gradients
 
 
 def tiny_vision(**overrides):
@@ -99,6 +100,46 @@ def test_encode_gives_both_read_outs_from_one_pass(num_layers):
         rtol=1e-5, atol=1e-5)
     empty = encoder.encode(images[:0], with_value_attention=True)
     assert tuple(empty["value_attention_patches"].shape) == (0, 2, 2, 32)
+
+
+@pytest.mark.parametrize("gradient_from_block", [None, 0, 1, 2])
+def test_encode_stops_the_gradient_before_a_block(gradient_from_block):
+    """Same outputs; the gradient reaches the blocks from
+    `gradient_from_block` on, not the embedding and the blocks before."""
+    encoder = tiny_vision(num_layers=3)
+    images = np.random.default_rng(0).uniform(size=(2, 28, 28, 3)).astype("float32")
+    plain = encoder.encode(images, with_value_attention=True)
+    outputs = encoder.encode(images, with_value_attention=True,
+                             gradient_from_block=gradient_from_block)
+    for key in plain:
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(outputs[key]),
+                                      keras.ops.convert_to_numpy(plain[key]))
+    parts = [encoder.embedding, *encoder.blocks]
+    variables = [part.trainable_variables for part in parts]
+
+    def loss():
+        out = encoder.encode(images, with_value_attention=True,
+                             gradient_from_block=gradient_from_block)
+        return sum(keras.ops.sum(keras.ops.square(out[key]))
+                   for key in ("cls_embeddings", "patch_embeddings",
+                               "value_attention_patches"))
+
+    grads = numpy_gradients(loss, [v for vs in variables for v in vs])
+    first = 0 if gradient_from_block is None else gradient_from_block + 1
+    offset = 0
+    for index, part_variables in enumerate(variables):
+        part = grads[offset:offset + len(part_variables)]
+        offset += len(part_variables)
+        reached = max(np.abs(g).max() for g in part)
+        assert (reached > 0) == (index >= first), (index, reached)
+
+
+def test_encode_rejects_a_gradient_block_outside_the_encoder():
+    encoder = tiny_vision(num_layers=2)
+    images = np.zeros((1, 28, 28, 3), "float32")
+    for bad in (-1, 2, 1.0, True, "1"):
+        with pytest.raises(ValueError, match=r"gradient_from_block.*\[0, 1\]"):
+            encoder.encode(images, gradient_from_block=bad)
 
 
 def test_empty_text_gives_finite_embedding():

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from tests.gradients import numpy_gradients
 from training import train as train_lib
 from training.callbacks import NonFiniteLossError
 from training.config import PretrainConfig
@@ -308,6 +309,68 @@ def test_patch_text_term_is_off_by_default_and_needs_the_unmasked_pass():
                        contrastive_on_masked_view=True)
     with pytest.raises(ValueError, match="patch_text_weight"):
         tiny_config(patch_text_weight=-1.0)
+
+
+@pytest.mark.parametrize("recipe", ["tips_v2"])
+def test_image_text_terms_can_train_only_the_last_blocks(recipe):
+    """With `image_text_last_blocks=1` the losses are the same numbers,
+    the contrastive terms' gradient reaches the last vision block (and
+    the text encoder) but not the embedding or the earlier blocks, and
+    the self-distillation terms still train every block."""
+    batch = random_batch(np.random.default_rng(6), tiny_config(recipe))
+    results = {}
+    for last_blocks in (0, 1):
+        config = tiny_config(recipe, image_text_last_blocks=last_blocks,
+                             patch_text_weight=0.3)
+        pretrainer = make_pretrainer(config, compile=False)
+        vision = pretrainer.backbone.vision_encoder
+        assert len(vision.blocks) >= 2
+        parts = [vision.embedding, *vision.blocks,
+                 pretrainer.backbone.text_encoder]
+        variables = [part.trainable_variables for part in parts]
+        flat = [v for vs in variables for v in vs]
+
+        def reach(*terms):
+            def loss():
+                losses = pretrainer.compute_losses(batch)
+                return sum(losses[term] for term in terms)
+
+            grads = numpy_gradients(loss, flat)
+            reached, offset = [], 0
+            for part_variables in variables:
+                part = grads[offset:offset + len(part_variables)]
+                offset += len(part_variables)
+                reached.append(max(float(np.abs(g).max()) for g in part) > 0)
+            return reached
+
+        terms = {k: as_float(v)
+                 for k, v in pretrainer.compute_losses(batch).items()}
+        image_text = reach("contrastive_noisy", "contrastive_synthetic",
+                           "contrastive_patches")
+        results[last_blocks] = terms, image_text, reach("masked")
+    (terms_all, text_all, masked_all), (terms_last, text_last, masked_last) = (
+        results[0], results[1])
+    for key in terms_all:
+        np.testing.assert_allclose(terms_last[key], terms_all[key], rtol=1e-6)
+    num_blocks = len(text_all) - 2
+    assert all(text_all)
+    # embedding, blocks 0 .. n-2: no; last block, text encoder: yes.
+    assert text_last == [False] * num_blocks + [True, True]
+    assert masked_all[:-1] == masked_last[:-1] == [True] * (num_blocks + 1)
+
+
+def test_image_text_last_blocks_errors_name_the_field():
+    backbone = build_backbone(tiny_config(), VOCABULARY_SIZE)
+    num_blocks = len(backbone.vision_encoder.blocks)
+    with pytest.raises(ValueError, match="image_text_last_blocks"):
+        TIPSPretrainer(backbone,
+                       tiny_config(image_text_last_blocks=num_blocks + 1))
+    with pytest.raises(ValueError, match="image_text_last_blocks"):
+        TIPSPretrainer(backbone, tiny_config(image_text_last_blocks=1),
+                       contrastive_on_masked_view=True)
+    with pytest.raises(ValueError, match="image_text_last_blocks"):
+        tiny_config(image_text_last_blocks=-1)
+    assert tiny_config().image_text_last_blocks == 0
 
 
 def test_contrastive_terms_do_not_see_the_patch_mask():

@@ -29,7 +29,11 @@ def _weights(config):
 
 def test_recipe_weights_are_the_papers():
     base = _main_job_config().replace(patch_visible_weight=1.0,
-                                      patch_text_weight=0.5)
+                                      patch_text_weight=0.5,
+                                      image_text_last_blocks=1)
+    # Every row trains the whole encoder with the image-text terms.
+    for key in "abcde":
+        assert run_ablation.ablation_config(base, key).image_text_last_blocks == 0
     assert _weights(run_ablation.ablation_config(base, "a")) == (
         1.0, 0.0, 0.0, 0.0, 0.0, 0.0)
     assert _weights(run_ablation.ablation_config(base, "b")) == (

@@ -46,7 +46,8 @@ ABLATIONS = (
 )
 # Terms outside the paper's Table 1C, off in every row: iBOT++'s visible
 # patches and the patch-text term.
-OFF_IN_EVERY_ROW = dict(patch_visible_weight=0.0, patch_text_weight=0.0)
+OFF_IN_EVERY_ROW = dict(patch_visible_weight=0.0, patch_text_weight=0.0,
+                        image_text_last_blocks=0)
 SELF_DISTILLATION_WEIGHTS = ("recipe", "config")
 
 

@@ -178,6 +178,13 @@ class PretrainConfig:
         patch_text_weight: contrastive loss of the image-mean
             value-attention patch embedding with the synthetic caption
             (0: off, the TIPS and TIPSv2 recipes; not in either).
+        image_text_last_blocks: how many of the vision encoder's last
+            blocks the image-text (contrastive) terms train. 0: all of
+            it, as TIPS and TIPSv2 do; `k > 0`: their gradient stops at
+            the input of the last `k` blocks, so the patch embedding and
+            the blocks before learn only from self-distillation and masked
+            image modeling (in neither recipe; see the README's "Where the
+            objects' colours come from in the background").
 
     Contrastive temperature (learned as a log, then clamped):
         contrastive_temperature_init: initial temperature (0.07).
@@ -269,6 +276,7 @@ class PretrainConfig:
     masked_weight: float = 2.0
     patch_visible_weight: float = 0.0
     patch_text_weight: float = 0.0
+    image_text_last_blocks: int = 0
 
     # Contrastive temperature.
     contrastive_temperature_init: float = 0.07
@@ -536,6 +544,7 @@ class PretrainConfig:
         for name in (
             "high_res_steps",
             "freeze_prototypes_steps",
+            "image_text_last_blocks",
             "teacher_temperature_warmup_steps",
             "warmup_steps",
         ):

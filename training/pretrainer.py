@@ -43,6 +43,11 @@ Losses (TIPS paper; TIPSv2 changes with `recipe="tips_v2"`):
   the same temperature and global-batch negatives. It asks the patches
   themselves to carry what the caption names, in the text's space.
 
+With `image_text_last_blocks = k > 0` (in neither recipe) the unmasked pass
+lets the image-text terms' gradient into the last `k` vision blocks only:
+the patch embedding and the earlier blocks learn from self-distillation
+and masked image modeling alone.
+
 Teacher: with a full EMA teacher (`"tips"`) the teacher vision encoder runs
 on the unmasked global crop. With `head_only_ema` (TIPSv2) the teacher
 encoder IS the student encoder, so the student's unmasked pass (the one of
@@ -276,6 +281,21 @@ class TIPSPretrainer(keras.Model):
                 "`patch_text_weight` > 0 needs the unmasked student pass, "
                 "which `contrastive_on_masked_view=True` drops. Received: "
                 f"patch_text_weight={config.patch_text_weight}."
+            )
+        num_blocks = len(backbone.vision_encoder.blocks)
+        if config.image_text_last_blocks > num_blocks:
+            raise ValueError(
+                "`image_text_last_blocks` must be at most the vision "
+                f"encoder's {num_blocks} blocks. Received: "
+                f"image_text_last_blocks={config.image_text_last_blocks}."
+            )
+        if contrastive_on_masked_view and config.image_text_last_blocks:
+            raise ValueError(
+                "`image_text_last_blocks` > 0 needs the unmasked student "
+                "pass (the masked pass also feeds masked image modeling, "
+                "which trains every block), and "
+                "`contrastive_on_masked_view=True` drops it. Received: "
+                f"image_text_last_blocks={config.image_text_last_blocks}."
             )
         super().__init__(**kwargs)
         self.config = config
@@ -568,9 +588,15 @@ class TIPSPretrainer(keras.Model):
         if self.contrastive_on_masked_view:
             contrastive_cls = student["cls_embeddings"]
         else:
+            gradient_from_block = None
+            if config.image_text_last_blocks:
+                # The image-text terms train only the last blocks.
+                gradient_from_block = (
+                    len(vision.blocks) - config.image_text_last_blocks)
             unmasked = vision.encode(
                 global_images, training=training,
                 with_value_attention=config.patch_text_weight > 0,
+                gradient_from_block=gradient_from_block,
             )
             contrastive_cls = unmasked["cls_embeddings"]
             if config.patch_text_weight > 0:
