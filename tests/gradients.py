@@ -36,11 +36,17 @@ def numpy_gradients(loss_fn, variables):
     return [_dense(v.value.grad, v) for v in variables]
 
 
+def gradient_reaches(loss_fn, parts):
+    """For each layer of `parts`: does `loss_fn()`'s gradient reach it
+    (any nonzero gradient on its trainable variables)?"""
+    variables = [part.trainable_variables for part in parts]
+    grads = iter(numpy_gradients(loss_fn, [v for vs in variables for v in vs]))
+    return [max(float(np.abs(next(grads)).max()) for _ in part_variables) > 0
+            for part_variables in variables]
+
+
 def _dense(gradient, variable):
     if gradient is None:
-        return np.zeros(tuple(variable.shape), keras.backend.standardize_dtype(
-            variable.dtype))
-    if hasattr(gradient, "numpy") and not isinstance(gradient, np.ndarray):
-        gradient = gradient.detach() if hasattr(gradient, "detach") else gradient
-        return np.asarray(gradient.numpy())
-    return np.asarray(gradient)
+        return np.zeros(tuple(variable.shape),
+                        keras.backend.standardize_dtype(variable.dtype))
+    return keras.ops.convert_to_numpy(gradient)

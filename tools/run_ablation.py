@@ -44,8 +44,8 @@ ABLATIONS = (
         contrastive_synthetic_weight=0.5, distillation_weight=1.0,
         masked_weight=2.0)),
 )
-# Terms outside the paper's Table 1C, off in every row: iBOT++'s visible
-# patches and the patch-text term.
+# Beyond the paper's Table 1C, off in every row: iBOT++'s visible
+# patches, the patch-text term and image-text terms kept to the last blocks.
 OFF_IN_EVERY_ROW = dict(patch_visible_weight=0.0, patch_text_weight=0.0,
                         image_text_last_blocks=0)
 SELF_DISTILLATION_WEIGHTS = ("recipe", "config")
