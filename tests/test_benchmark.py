@@ -160,6 +160,9 @@ def test_quick_run_writes_json_lines(tmp_path):
     kinds = [r["kind"] for r in records]
     assert kinds[0] == "run" and "error" not in kinds, records
     assert records[0]["machine"]["cores"] == os.cpu_count()
+    # Where the backend computed: this machine has no GPU.
+    assert records[0]["machine"]["gpus"] == []
+    assert records[0]["devices"][backend].startswith("cpu"), records[0]
     roofs = {r["dtype"]: r for r in records if r["kind"] == "roofline"}
     assert set(roofs) == {"float32", "bfloat16"}
     assert all(r["gflops"] > 0 for r in roofs.values())

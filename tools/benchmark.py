@@ -28,6 +28,11 @@ process):
 - training images/s from `tools/benchmark_training.py` when that tool
   exists (otherwise a "not measured" line).
 
+On a machine with a CUDA GPU every side runs there (Keras places its arrays
+on the GPU itself; the official encoder and the torch matmul roofline
+follow `torch.cuda.is_available()`); the run record names each backend's
+device, and both sides copy host images in and return host arrays per call.
+
 It prints a table and writes JSON lines (`--output`). This file is the
 command line, the driver and the report table; the measurements are in
 `tools/benchmarking/`, imported as this script's sibling folder.
@@ -186,9 +191,11 @@ def run_driver(args):
         "versions": {},
     }
     records.append(meta)
+    gpus = meta["machine"]["gpus"]
     print(
         f"Benchmark on {meta['machine']['cpu']} ({meta['machine']['cores']} "
-        f"cores), load average {load[0]:.2f}",
+        f"cores{', GPUs: ' + ', '.join(gpus) if gpus else ''}), "
+        f"load average {load[0]:.2f}",
         flush=True,
     )
     script = os.path.abspath(__file__)
@@ -203,6 +210,8 @@ def run_driver(args):
             for record in got:
                 if record["kind"] == "versions":
                     meta["versions"][backend] = record["versions"]
+                    meta.setdefault("devices", {})[backend] = record["device"]
+                    print(f"[{backend}] runs on {record['device']}", flush=True)
             records += [r for r in got if r["kind"] != "versions"]
             if result.returncode != 0:
                 records.append(error_record("throughput", backend, result))

@@ -3,9 +3,11 @@
 import os
 import platform
 
+from .accelerator import describe_gpus
+
 
 def describe_machine():
-    """CPU model, core count, platform and Python version."""
+    """CPU model, core count, GPUs, platform and Python version."""
     cpu = platform.processor() or platform.machine()
     try:
         with open("/proc/cpuinfo") as f:
@@ -18,6 +20,7 @@ def describe_machine():
     return {
         "cpu": cpu,
         "cores": os.cpu_count(),
+        "gpus": describe_gpus(),
         "platform": platform.platform(),
         "python": platform.python_version(),
     }

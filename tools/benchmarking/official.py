@@ -13,6 +13,7 @@ import sys
 import tempfile
 import time
 
+from .accelerator import torch_device
 from .memory import peak_rss_mb
 from .settings import BENCHMARK_SCRIPT
 from .settings import REPO_ROOT
@@ -90,7 +91,8 @@ def run_official_server(args):
     "image": 224, "batch": 8}` builds the model with those weights and
     random images; `{"run": true}` runs one forward pass under
     `torch.inference_mode()` (outputs converted to NumPy, as ours are) and
-    answers the seconds it took, measured here so that the pipe is not
+    answers the seconds it took, on the GPU where PyTorch sees one (as
+    Keras' backends do), measured here so that the pipe is not
     timed; `{"rss": true}` answers this process's peak resident memory.
     While the keras-tips worker runs, this process blocks on its pipe.
     """
@@ -98,6 +100,7 @@ def run_official_server(args):
     import torch
 
     state = {}
+    device = torch_device()
     for line in sys.stdin:
         command = json.loads(line)
         reply = {}
@@ -105,21 +108,24 @@ def run_official_server(args):
             arrays = dict(np.load(command["load"]))
             state["model"] = build_official_encoder(
                 args.official_tips, command["config"], arrays
-            )
+            ).to(device)
             images = np.random.RandomState(1).uniform(
                 size=(command["batch"], command["image"], command["image"], 3)
             ).astype("float32")
             # The official code takes normalised NCHW images; keras-tips
             # normalises inside the model, so this side gets that for free.
+            # The images stay in host memory and each call copies them to
+            # the device, as `predict_on_batch` does with its NumPy input.
             state["images"] = torch.from_numpy(
                 np.ascontiguousarray(images.transpose(0, 3, 1, 2))
             )
             reply["threads"] = torch.get_num_threads()
+            reply["device"] = device
         elif "run" in command:
             start = time.perf_counter()
             with torch.inference_mode():
-                outputs = state["model"](state["images"])
-                [o.numpy() for o in outputs]
+                outputs = state["model"](state["images"].to(device))
+                [o.cpu().numpy() for o in outputs]
             reply["seconds"] = time.perf_counter() - start
         elif "rss" in command:
             reply["peak_rss_mb"] = peak_rss_mb()

@@ -5,6 +5,8 @@ through its eager kernel library), best of N; the best variant is the
 roofline every throughput is compared with.
 """
 
+from .accelerator import torch_device
+from .accelerator import torch_synchronize
 from .settings import BACKENDS
 from .timing import best_time
 
@@ -15,7 +17,8 @@ def matmul_roofline(backend, dtype, size, repeats):
     Returns a dict `{variant: GFLOP/s}`: `"jit"` (XLA for JAX and
     TensorFlow; plain `torch.matmul` for PyTorch, whose eager kernel is
     what a compiled graph calls too) and, for TensorFlow, `"eager"` (the
-    oneDNN kernels TensorFlow graphs use without XLA).
+    oneDNN kernels TensorFlow graphs use without XLA). On a GPU machine each
+    backend multiplies on its GPU, as its encoder does.
     """
     import numpy as np
 
@@ -42,11 +45,13 @@ def matmul_roofline(backend, dtype, size, repeats):
     elif backend == "torch":
         import torch
 
-        a = torch.from_numpy(host).to(getattr(torch, dtype))
+        device = torch_device()
+        a = torch.from_numpy(host).to(device=device, dtype=getattr(torch, dtype))
 
         def run_torch():
             with torch.inference_mode():
                 torch.matmul(a, a)
+            torch_synchronize(device)
 
         runs = {"jit": run_torch}
     else:

@@ -8,6 +8,7 @@ same dtype sampled around it.
 
 import json
 
+from .accelerator import keras_device
 from .encoders import bench_text
 from .encoders import bench_vision
 from .machine import library_versions
@@ -37,7 +38,8 @@ def run_worker(args):
         bench_text(backend, args, emit)
     print(
         RECORD_PREFIX
-        + json.dumps({"kind": "versions", "versions": library_versions(backend)}),
+        + json.dumps({"kind": "versions", "versions": library_versions(backend),
+                    "device": keras_device(backend)}),
         flush=True,
     )
     for record in roofline.records():
