@@ -120,7 +120,6 @@ def run_official_server(args):
                 np.ascontiguousarray(images.transpose(0, 3, 1, 2))
             )
             reply["threads"] = torch.get_num_threads()
-            reply["device"] = device
         elif "run" in command:
             start = time.perf_counter()
             with torch.inference_mode():
