@@ -247,6 +247,38 @@ def test_layer_configs_round_trip():
         assert clone.get_config() == layer.get_config()
 
 
+def test_position_table_is_used_as_it_is_on_its_own_grid(monkeypatch):
+    from keras_tips.layers import position_embedding
+    from keras_tips.layers.position_embedding import resample_position_grid
+
+    layer = tiny_vision().embedding.position_embedding  # a 4 x 4 table
+    calls = []
+
+    def counted(grid, height, width):
+        calls.append((height, width))
+        return resample_position_grid(grid, height, width)
+
+    monkeypatch.setattr(position_embedding, "resample_position_grid", counted)
+    table = keras.ops.convert_to_numpy(layer.embeddings)
+    grid = table[1:].reshape(4, 4, -1)
+    for height, width in [(4, 4), (4, 3), (6, 4), (2, 2)]:
+        cls_position, patch_positions = layer(
+            np.zeros((1, height, width, 32), "float32"))
+        patch_positions = keras.ops.convert_to_numpy(patch_positions)
+        np.testing.assert_array_equal(
+            keras.ops.convert_to_numpy(cls_position), table[:1])
+        resampled = keras.ops.convert_to_numpy(
+            resample_position_grid(grid, height, width)).reshape(-1, 32)
+        # The official code returns its table unresampled on its own grid;
+        # the resampling there is the identity up to float rounding.
+        np.testing.assert_allclose(patch_positions, resampled, atol=1e-6)
+        if (height, width) == (4, 4):
+            np.testing.assert_array_equal(patch_positions, table[1:])
+    # No resampling ops on the table's own grid (an identity product that
+    # a TF32 matmul on a GPU would round).
+    assert calls == [(4, 3), (6, 4), (2, 2)]
+
+
 @pytest.mark.parametrize("policy", ["bfloat16", "mixed_bfloat16"])
 def test_bfloat16_runs_branches_in_bfloat16_on_a_float32_residual(policy):
     from keras_tips.layers.text_block import TIPSTextBlock

@@ -84,8 +84,17 @@ class InterpolatedPositionEmbedding(keras.layers.Layer):
         grid = ops.reshape(
             table[1:], (self.grid_size, self.grid_size, self.hidden_dim)
         )
-        patch_positions = resample_position_grid(grid, height, width)
-        patch_positions = ops.reshape(patch_positions, (-1, self.hidden_dim))
+        if all(isinstance(size, int) and size == self.grid_size
+               for size in (height, width)):
+            # The table's own grid (static sizes only): the table as it is,
+            # as the official code returns it, with no resampling ops (an
+            # identity product that a TF32 matmul would round, and the
+            # host-to-device copies of its scalars on an accelerator).
+            patch_positions = table[1:]
+        else:
+            patch_positions = resample_position_grid(grid, height, width)
+            patch_positions = ops.reshape(
+                patch_positions, (-1, self.hidden_dim))
         return (
             ops.cast(cls_position, self.compute_dtype),
             ops.cast(patch_positions, self.compute_dtype),
