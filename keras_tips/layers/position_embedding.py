@@ -81,9 +81,6 @@ class InterpolatedPositionEmbedding(keras.layers.Layer):
         height, width = grid_shape[1], grid_shape[2]
         table = ops.convert_to_tensor(self.embeddings)
         cls_position = table[:1]
-        grid = ops.reshape(
-            table[1:], (self.grid_size, self.grid_size, self.hidden_dim)
-        )
         if all(isinstance(size, int) and size == self.grid_size
                for size in (height, width)):
             # The table's own grid (static sizes only): the table as it is,
@@ -92,6 +89,9 @@ class InterpolatedPositionEmbedding(keras.layers.Layer):
             # host-to-device copies of its scalars on an accelerator).
             patch_positions = table[1:]
         else:
+            grid = ops.reshape(
+                table[1:], (self.grid_size, self.grid_size, self.hidden_dim)
+            )
             patch_positions = resample_position_grid(grid, height, width)
             patch_positions = ops.reshape(
                 patch_positions, (-1, self.hidden_dim))
