@@ -12,6 +12,7 @@ import tensorflow as tf
 from PIL import Image
 
 from training import augmentations
+from training import captions
 from training import masking
 from training import pipelines
 from training import records
@@ -491,6 +492,66 @@ def test_synthetic_caption_sampling(tmp_path, tokenizer, sentencepiece):
     assert min(counts) >= 9, counts
     first_rows = draws("first")
     assert set(first_rows) == {references[0]}
+
+
+def _phrases(caption, max_phrases=6):
+    phrases, present = captions.split_phrases(tf.constant(caption), max_phrases)
+    phrases = [p.decode() for p in phrases.numpy()]
+    assert list(present.numpy()) == [bool(p) for p in phrases]
+    return phrases
+
+
+def test_split_phrases_reads_list_like_captions():
+    assert _phrases(
+        "a yellow star, two red squares and a green star on a sand and "
+        "teal stripes background") == [
+        "a yellow star", "two red squares", "a green star",
+        "a sand and teal stripes background", "", ""]
+    assert _phrases("a white ring on an olive noise background", 3) == [
+        "a white ring", "an olive noise background", ""]
+    # Without " on ", the whole caption is a list; blanks are dropped.
+    assert _phrases(" a cat and  a dog ,  ", 3) == ["a cat", "a dog", ""]
+    assert _phrases("", 2) == ["", ""]
+    # More phrases than asked for: the first ones are kept.
+    assert _phrases("a, b, c and d on e", 3) == ["a", "b", "c"]
+    for bad in (0, -1, 2.0, True):
+        with pytest.raises(ValueError, match="max_phrases"):
+            captions.split_phrases(tf.constant("a on b"), bad)
+
+
+def test_phrases_of_the_first_synthetic_caption(tmp_path, tokenizer, sentencepiece):
+    image = _encode(np.full((40, 40, 3), 90, np.uint8), "PNG")
+    path = _write(tmp_path / "phrases.tfrecord", [
+        _example(image, noisy=[b"n"], synthetic=[
+            b"  ", b"a red circle and a blue star on a gray background",
+            b"a red circle at the top"], example_id=b"0"),
+        _example(image, noisy=[b"n"], synthetic=[], example_id=b"1"),
+    ])
+    settings = dict(batch_size=2, seed=0, shuffle_buffer=0, repeat=False,
+                    synthetic_caption_sampling="random", **SMALL)
+    (batch,) = [{k: np.asarray(v) for k, v in b.items()} for b in
+                _pretraining_dataset(path, tokenizer, max_phrases=4,
+                                     phrase_length=8, **settings)]
+    assert batch["phrase_token_ids"].shape == (2, 4, 8)
+    assert batch["phrase_padding_mask"].shape == (2, 4, 8)
+    assert batch["phrase_token_ids"].dtype == np.int32
+    np.testing.assert_array_equal(batch["has_phrase"], [[1, 1, 1, 0], [0, 0, 0, 0]])
+    for j, phrase in enumerate(
+            ["a red circle", "a blue star", "a gray background"]):
+        expected = _reference_ids(sentencepiece, phrase)[:8]
+        np.testing.assert_array_equal(batch["phrase_token_ids"][0, j], expected)
+        np.testing.assert_array_equal(
+            batch["phrase_padding_mask"][0, j], expected != 0)
+    np.testing.assert_array_equal(batch["phrase_token_ids"][0, 3], 0)
+    np.testing.assert_array_equal(batch["phrase_token_ids"][1], 0)
+    np.testing.assert_array_equal(batch["phrase_padding_mask"][1], 0)
+    # Off by default: no phrase keys.
+    (plain,) = list(_pretraining_dataset(path, tokenizer, **settings))
+    assert not {"phrase_token_ids", "phrase_padding_mask", "has_phrase"} & set(plain)
+    with pytest.raises(ValueError, match="max_phrases"):
+        DataConfig(batch_size=2, max_phrases=-1)
+    with pytest.raises(ValueError, match="phrase_length"):
+        DataConfig(batch_size=2, phrase_length=0)
 
 
 # ---------------------------------------------------------------------------

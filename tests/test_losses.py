@@ -336,6 +336,80 @@ def test_temperature_from_log_clamps():
 
 
 # ----------------------------------------------------------------------------
+# phrase_grounding_loss
+
+
+def np_phrase_grounding(phrases, patches, temperature, pool_temperature, valid):
+    """Loops over phrases and images, float64."""
+    unit = lambda x: x / np.linalg.norm(x, axis=-1, keepdims=True)
+    phrases = unit(np.asarray(phrases, np.float64))
+    patches = unit(np.asarray(patches, np.float64))
+    batch, num_phrases = phrases.shape[:2]
+    total, count = 0.0, 0
+    for b in range(batch):
+        for j in range(num_phrases):
+            if not valid[b, j]:
+                continue
+            scores = []
+            for c in range(batch):
+                cosines = patches[c] @ phrases[b, j]
+                weights = np_softmax(cosines / pool_temperature)
+                scores.append(np.sum(weights * cosines) / temperature)
+            total -= np_log_softmax(np.array(scores))[b]
+            count += 1
+    return total / max(count, 1)
+
+
+def test_phrase_grounding_matches_numpy(rng):
+    phrases = rng.normal(size=(5, 3, 4)).astype("float32")
+    patches = rng.normal(size=(5, 7, 4)).astype("float32")
+    valid = np.array([[1, 1, 0], [1, 0, 0], [0, 0, 0], [1, 1, 1], [1, 0, 1]])
+    for temperature, pool in ((0.07, 0.05), (0.5, 1.0)):
+        got = to_float(losses.phrase_grounding_loss(
+            phrases, patches, temperature, pool, valid=valid))
+        want = np_phrase_grounding(phrases, patches, temperature, pool, valid)
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    got = to_float(losses.phrase_grounding_loss(phrases, patches, 0.1, 0.2))
+    want = np_phrase_grounding(phrases, patches, 0.1, 0.2, np.ones((5, 3)))
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    # No valid phrase: 0.
+    assert to_float(losses.phrase_grounding_loss(
+        phrases, patches, 0.1, 0.2, valid=np.zeros((5, 3)))) == 0.0
+
+
+def test_phrase_grounding_scores_the_patch_that_shows_the_phrase():
+    """Each image holds one patch equal to its phrase among four patches
+    orthogonal to every phrase: a sharp pool scores the phrase's own
+    image 1 (the best patch), a flat one 1/5 (the patches' mean cosine),
+    the other images 0 either way."""
+    dim = 8
+    eye = np.eye(dim, dtype="float32")
+    phrases = eye[:3][:, None, :]  # image b's phrase: axis b.
+    patches = np.stack([
+        np.stack([eye[b]] + [eye[4 + k] for k in range(4)]) for b in range(3)
+    ])
+    for pool, own_score in ((1e-3, 1.0), (1e5, 0.2)):
+        got = to_float(losses.phrase_grounding_loss(phrases, patches, 0.1, pool))
+        want = math.log(1 + 2 * math.exp(-own_score / 0.1))
+        np.testing.assert_allclose(got, want, rtol=1e-3)
+
+
+def test_phrase_grounding_errors():
+    phrases = np.ones((2, 3, 4), "float32")
+    with pytest.raises(ValueError, match="pool_temperature"):
+        losses.phrase_grounding_loss(phrases, np.ones((2, 5, 4)), 0.1, 0.0)
+    with pytest.raises(ValueError, match="phrase_embeddings"):
+        losses.phrase_grounding_loss(np.ones((2, 4)), np.ones((2, 5, 4)), 0.1, 0.1)
+    with pytest.raises(ValueError, match="do not match"):
+        losses.phrase_grounding_loss(phrases, np.ones((3, 5, 4)), 0.1, 0.1)
+    with pytest.raises(ValueError, match="do not match"):
+        losses.phrase_grounding_loss(phrases, np.ones((2, 5, 6)), 0.1, 0.1)
+    with pytest.raises(ValueError, match="valid"):
+        losses.phrase_grounding_loss(phrases, np.ones((2, 5, 4)), 0.1, 0.1,
+                                     valid=np.ones((2,)))
+
+
+# ----------------------------------------------------------------------------
 # teacher_probabilities and center_update
 
 

@@ -314,6 +314,82 @@ def test_patch_text_term_is_off_by_default_and_needs_the_unmasked_pass():
         tiny_config(patch_text_weight=-1.0)
 
 
+def with_phrases(rng, batch, num_phrases=3, length=6):
+    batch_size = len(batch["global_images"])
+    has_phrase = (rng.uniform(size=(batch_size, num_phrases)) < 0.7)
+    has_phrase[0] = True
+    has_phrase[1] = False  # No phrase: a negative only.
+    mask = (np.arange(length) < rng.integers(1, length + 1,
+                                              (batch_size, num_phrases, 1)))
+    mask = mask & has_phrase[..., None]
+    ids = rng.integers(1, VOCABULARY_SIZE, (batch_size, num_phrases, length))
+    return dict(batch, phrase_token_ids=(ids * mask).astype("int32"),
+                phrase_padding_mask=mask.astype("int32"),
+                has_phrase=has_phrase.astype("float32"))
+
+
+@pytest.mark.parametrize("recipe", ["tips", "tips_v2"])
+def test_phrase_term_matches_numpy_reference(recipe):
+    """Each phrase's text embedding against the value-attention patches
+    of the unmasked pass of every image, softmax-pooled, weighted into
+    the total."""
+    config = tiny_config(recipe, phrase_text_weight=0.4,
+                         phrase_pool_temperature=0.1)
+    pretrainer = make_pretrainer(config, compile=False)
+    rng = np.random.default_rng(7)
+    batch = with_phrases(rng, random_batch(rng, config))
+    terms = {k: as_float(v) for k, v in pretrainer.compute_losses(batch).items()}
+
+    backbone = pretrainer.backbone
+    patches = _np(backbone.vision_encoder.value_attention_patches(
+        batch["global_images"]))
+    patches = patches.reshape(BATCH, -1, patches.shape[-1])
+    num_phrases, length = batch["phrase_token_ids"].shape[1:]
+    phrases = _np(backbone.text_encoder({
+        "token_ids": batch["phrase_token_ids"].reshape(-1, length),
+        "padding_mask": batch["phrase_padding_mask"].reshape(-1, length),
+    })).reshape(BATCH, num_phrases, -1)
+    temperature = as_float(pretrainer.contrastive_temperature())
+    unit = lambda x: x / np.linalg.norm(x, axis=-1, keepdims=True)
+    cosines = np.einsum("bjd,cnd->bjcn", unit(phrases), unit(patches))
+    weights = np.exp(cosines / 0.1)
+    weights /= weights.sum(-1, keepdims=True)
+    log_probs = _np_log_softmax((weights * cosines).sum(-1) / temperature)
+    own = log_probs[np.arange(BATCH), :, np.arange(BATCH)]  # (B, P)
+    valid = batch["has_phrase"] > 0
+    expected = -own[valid].mean()
+    np.testing.assert_allclose(terms["contrastive_phrases"], expected,
+                               rtol=2e-4)
+    total = (
+        0.5 * terms["contrastive_noisy"] + 0.5 * terms["contrastive_synthetic"]
+        + config.distillation_weight * terms["distillation"]
+        + config.masked_weight * terms["masked"]
+        + 0.4 * terms["contrastive_phrases"]
+    )
+    np.testing.assert_allclose(terms["loss"], total, rtol=1e-5)
+
+
+def test_phrase_term_is_off_by_default_and_names_what_it_needs():
+    config = tiny_config()
+    assert config.phrase_text_weight == 0.0
+    assert config.data.max_phrases == 0
+    assert tiny_config(phrase_text_weight=0.1, max_phrases=5).data.max_phrases == 5
+    pretrainer = make_pretrainer(config, compile=False)
+    batch = random_batch(np.random.default_rng(8), config)
+    assert as_float(pretrainer.compute_losses(batch)["contrastive_phrases"]) == 0.0
+    backbone = build_backbone(config, VOCABULARY_SIZE)
+    with pytest.raises(ValueError, match="phrase_text_weight"):
+        TIPSPretrainer(backbone, tiny_config(phrase_text_weight=0.1),
+                       contrastive_on_masked_view=True)
+    with_weight = TIPSPretrainer(backbone, tiny_config(phrase_text_weight=0.1))
+    with pytest.raises(ValueError, match="phrase_token_ids.*max_phrases"):
+        with_weight.compute_losses(batch)
+    for field, value in (("phrase_text_weight", -1.0), ("max_phrases", 0),
+                         ("phrase_length", 0), ("phrase_pool_temperature", 0.0)):
+        with pytest.raises(ValueError, match=field):
+            tiny_config(**{field: value})
+
+
 def test_image_text_terms_can_train_only_the_last_blocks():
     """With `image_text_last_blocks=1` the losses are the same numbers,
     the contrastive terms' gradient reaches the last vision block (and

@@ -15,7 +15,7 @@ pytestmark = pytest.mark.backend_independent
 REPO_ROOT = Path(__file__).resolve().parents[1]
 LOSS_FIELDS = ("contrastive_noisy_weight", "contrastive_synthetic_weight",
                "distillation_weight", "masked_weight", "patch_visible_weight",
-               "patch_text_weight")
+               "patch_text_weight", "phrase_text_weight")
 
 
 def _main_job_config():
@@ -30,31 +30,34 @@ def _weights(config):
 def test_recipe_weights_are_the_papers():
     base = _main_job_config().replace(patch_visible_weight=1.0,
                                       patch_text_weight=0.5,
+                                      phrase_text_weight=0.5,
                                       image_text_last_blocks=1)
     # Every row trains the whole encoder with the image-text terms.
     for key in "abcde":
         assert run_ablation.ablation_config(base, key).image_text_last_blocks == 0
     assert _weights(run_ablation.ablation_config(base, "a")) == (
-        1.0, 0.0, 0.0, 0.0, 0.0, 0.0)
+        1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
     assert _weights(run_ablation.ablation_config(base, "b")) == (
-        0.0, 1.0, 0.0, 0.0, 0.0, 0.0)
+        0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0)
     assert _weights(run_ablation.ablation_config(base, "c")) == (
-        0.5, 0.5, 0.0, 0.0, 0.0, 0.0)
+        0.5, 0.5, 0.0, 0.0, 0.0, 0.0, 0.0)
     assert _weights(run_ablation.ablation_config(base, "d")) == (
-        0.5, 0.5, 1.0, 0.0, 0.0, 0.0)
-    # iBOT on the masked patches only and no patch-text term, whatever
-    # the base gives them.
+        0.5, 0.5, 1.0, 0.0, 0.0, 0.0, 0.0)
+    # iBOT on the masked patches only, no patch-text and no phrase term,
+    # whatever the base gives them.
     assert _weights(run_ablation.ablation_config(base, "e")) == (
-        0.5, 0.5, 1.0, 2.0, 0.0, 0.0)
+        0.5, 0.5, 1.0, 2.0, 0.0, 0.0, 0.0)
 
 
 def test_config_weights_make_row_e_the_main_job():
     base = _main_job_config()
     assert (base.distillation_weight, base.masked_weight) == (0.05, 0.1)
     config = lambda key: run_ablation.ablation_config(base, key, "config")
-    assert _weights(config("c")) == (0.5, 0.5, 0.0, 0.0, 0.0, 0.0)
-    assert _weights(config("d")) == (0.5, 0.5, 0.05, 0.0, 0.0, 0.0)
-    assert config("e") == base
+    assert _weights(config("c")) == (0.5, 0.5, 0.0, 0.0, 0.0, 0.0, 0.0)
+    assert _weights(config("d")) == (0.5, 0.5, 0.05, 0.0, 0.0, 0.0, 0.0)
+    # Row (e) is the main job without its phrase-grounding term.
+    assert base.phrase_text_weight == 0.5
+    assert config("e") == base.replace(phrase_text_weight=0.0)
     # Everything but the loss weights is the base's.
     assert config("a").replace(**dict(zip(LOSS_FIELDS, _weights(base))))\
         == base
@@ -113,8 +116,8 @@ def test_a_short_ablation_trains_each_row_with_its_weights(
         "--self_distillation_weights", "config",
     ])
     assert status == 0
-    for key, expected in (("c", (0.5, 0.5, 0.0, 0.0, 0.0, 0.0)),
-                          ("e", (0.5, 0.5, 0.05, 0.1, 0.0, 0.0))):
+    for key, expected in (("c", (0.5, 0.5, 0.0, 0.0, 0.0, 0.0, 0.0)),
+                          ("e", (0.5, 0.5, 0.05, 0.1, 0.0, 0.0, 0.0))):
         run_dir = out / key / "seed0"
         stored = json.loads((run_dir / "config.json").read_text())
         assert tuple(stored[f] for f in LOSS_FIELDS) == expected

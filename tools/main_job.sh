@@ -2,8 +2,9 @@
 # The main job, offline on a fresh machine: install, make synthetic scenes
 # with noisy and synthetic captions, validate them with TensorFlow Data
 # Validation, train a tokenizer, pretrain a tiny TIPS with the full recipe
-# (contrastive + self-distillation + masked image modeling), evaluate it on
-# held-out scenes and print the results table.
+# (contrastive + self-distillation + masked image modeling) plus a
+# phrase-grounding term (each phrase of the short caption against the
+# patches), evaluate it on held-out scenes and print the results table.
 #
 # Usage: bash tools/main_job.sh [output_dir]   (default: runs/main)
 set -euo pipefail

@@ -5,12 +5,12 @@ Same data and steps for every run; only the loss weights change:
 (c) dual embedding with both, (d) (c) + self-distillation, (e) (d) +
 masked image modeling (full TIPS), all as in the TIPS paper's Table 1C
 (iBOT's patch loss on the masked patches only, whatever the config's
-`patch_visible_weight`, and no `patch_text_weight` term, which is not in
-TIPS). Rows (d) and (e) give the self-distillation
+`patch_visible_weight`, and neither the `patch_text_weight` nor the
+`phrase_text_weight` term, which are not in TIPS). Rows (d) and (e) give the self-distillation
 terms the paper's weights (DINO 1.0, iBOT 2.0) by default, or, with
 `--self_distillation_weights config`, the `distillation_weight` and
 `masked_weight` of `--config` (the main job's 1/20 of them), so that row
-(e) is the main job's own recipe. Each row is trained with every seed of
+(e) is the main job's recipe without its phrase-grounding term. Each row is trained with every seed of
 `--seeds` (weights and data order); the table gives the mean and, in
 brackets, the range (min-max) over the seeds of zero-shot and linear-probe
 segmentation mIoU (shape classes and colour classes), retrieval recall@1
@@ -45,9 +45,10 @@ ABLATIONS = (
         masked_weight=2.0)),
 )
 # Beyond the paper's Table 1C, off in every row: iBOT++'s visible
-# patches, the patch-text term and image-text terms kept to the last blocks.
+# patches, the patch-text and phrase-grounding terms and image-text terms
+# kept to the last blocks.
 OFF_IN_EVERY_ROW = dict(patch_visible_weight=0.0, patch_text_weight=0.0,
-                        image_text_last_blocks=0)
+                        phrase_text_weight=0.0, image_text_last_blocks=0)
 SELF_DISTILLATION_WEIGHTS = ("recipe", "config")
 
 

@@ -6,6 +6,9 @@ caption of each kind that a training example uses
 (`select_synthetic_caption`; the noisy caption is the first non-blank one,
 `records.first_non_blank`) and turns a batch of captions into token ids and
 padding masks (`tokenize_captions`), with zeros where a caption is missing.
+For the phrase-grounding term (`PretrainConfig.phrase_text_weight`) it also
+splits a list-like caption into its noun phrases (`split_phrases`) and
+tokenizes them (`tokenize_phrases`).
 
 The tokenizer runs inside `tf.data`, so it must be TF-traceable (e.g.
 `keras_tips.TIPSTokenizer`). Its ids are checked in the graph: ids below 0
@@ -50,6 +53,85 @@ def select_synthetic_caption(captions, sampling, u):
         index = 0
     caption = tf.concat([captions, [""]], 0)[index]
     return caption, count > 0
+
+
+def split_phrases(caption, max_phrases):
+    """The noun phrases of a list-like caption, e.g. a short synthetic one.
+
+    A caption of the form `"A, B and C on D"` gives `["A", "B", "C", "D"]`:
+    the text after the first `" on "` is one phrase (the setting, which may
+    itself hold an "and": `"a sand and teal stripes background"`), and the
+    text before it is split at commas and at `" and "` (runs of white
+    space count as one space). A caption without
+    `" on "` is split the same way throughout; blank pieces are dropped.
+    This is the grammar of the scene generator's short captions (and of
+    many alt-texts that list objects); other captions give phrases that may
+    be whole clauses.
+
+    Args:
+        caption: `tf.string` scalar.
+        max_phrases: int >= 1, the length of the result.
+
+    Returns:
+        `(phrases, present)`: `(max_phrases,)` `tf.string`, the first
+        `max_phrases` phrases padded with `""`, and `(max_phrases,)` bool,
+        True where there is a phrase.
+
+    Example:
+    ```python
+    phrases, present = split_phrases(
+        tf.constant("a red circle and a blue star on a gray background"), 4)
+    # [b"a red circle", b"a blue star", b"a gray background", b""]
+    ```
+    """
+    if (isinstance(max_phrases, bool)
+            or not isinstance(max_phrases, numbers.Integral)
+            or max_phrases < 1):
+        raise ValueError(
+            f"`max_phrases` must be an int >= 1, got {max_phrases!r}."
+        )
+    caption = tf.strings.regex_replace(
+        tf.convert_to_tensor(caption, tf.string), r"\s+", " "
+    )
+    parts = tf.strings.split(caption, " on ", maxsplit=1)
+    listed = tf.strings.regex_replace(parts[0], r" and |,", "\n")
+    phrases = tf.concat(
+        [tf.strings.split(listed, "\n"), parts[1:]], axis=0
+    )
+    phrases = tf.strings.strip(phrases)
+    phrases = tf.boolean_mask(phrases, tf.strings.length(phrases) > 0)
+    phrases = tf.concat([phrases, tf.fill([max_phrases], "")], 0)
+    phrases = tf.ensure_shape(phrases[:max_phrases], [max_phrases])
+    return phrases, tf.strings.length(phrases) > 0
+
+
+def tokenize_phrases(tokenizer, sequence_length):
+    """A batch map: `"phrases"` `(B, P)` strings -> token ids.
+
+    Replaces `"phrases"` and `"has_phrase"` (`(B, P)` bool, from
+    `split_phrases`) by `"phrase_token_ids"` and `"phrase_padding_mask"`
+    (`(B, P, sequence_length)` int32, zeros where there is no phrase) and
+    `"has_phrase"` `(B, P)` float32.
+    """
+
+    def tokenize(batch):
+        batch = dict(batch)
+        phrases = batch.pop("phrases")
+        present = tf.cast(batch.pop("has_phrase"), tf.bool)
+        num_phrases = phrases.shape[1]
+        ids, padding_mask = _tokenize(
+            tokenizer,
+            tf.reshape(phrases, [-1]),
+            tf.reshape(present, [-1]),
+            sequence_length,
+        )
+        shape = [-1, num_phrases, sequence_length]
+        batch["phrase_token_ids"] = tf.reshape(ids, shape)
+        batch["phrase_padding_mask"] = tf.reshape(padding_mask, shape)
+        batch["has_phrase"] = tf.cast(present, tf.float32)
+        return batch
+
+    return tokenize
 
 
 def check_tokenizer(tokenizer):

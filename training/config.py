@@ -185,6 +185,16 @@ class PretrainConfig:
             the blocks before learn only from self-distillation and masked
             image modeling (in neither recipe; see the README's "Where the
             objects' colours come from in the background").
+        phrase_text_weight: phrase-grounding loss
+            (`losses.phrase_grounding_loss`): each noun phrase of the
+            first synthetic caption (`captions.split_phrases`) against the
+            value-attention patch embeddings of the unmasked pass, the
+            zero-shot segmenter's read-out (0: off, the TIPS and TIPSv2
+            recipes; not in either).
+        max_phrases: phrases per image for that term (6).
+        phrase_length: token sequence length of a phrase (16).
+        phrase_pool_temperature: temperature of the softmax that pools an
+            image's patch cosines with a phrase (0.05).
 
     Contrastive temperature (learned as a log, then clamped):
         contrastive_temperature_init: initial temperature (0.07).
@@ -277,6 +287,10 @@ class PretrainConfig:
     patch_visible_weight: float = 0.0
     patch_text_weight: float = 0.0
     image_text_last_blocks: int = 0
+    phrase_text_weight: float = 0.0
+    max_phrases: int = 6
+    phrase_length: int = 16
+    phrase_pool_temperature: float = 0.05
 
     # Contrastive temperature.
     contrastive_temperature_init: float = 0.07
@@ -441,7 +455,8 @@ class PretrainConfig:
 
         Its crop, mask, caption, batch and seed settings are this config's
         fields (`sequence_length` is `text_max_length`; the synthetic
-        captions are sampled at random with `multi_granularity_captions`);
+        captions are sampled at random with `multi_granularity_captions`;
+        phrases only with `phrase_text_weight > 0`);
         the record shuffle buffer is `TRAINING_SHUFFLE_BUFFER`, the other
         settings keep the `DataConfig` defaults. The high-resolution stage
         uses `config.data.replace(global_crop_size=high_res_crop_size)`.
@@ -462,6 +477,8 @@ class PretrainConfig:
             mask_ratio=self.mask_ratio,
             mask_mode=self.mask_mode,
             sequence_length=self.text_max_length,
+            max_phrases=self.max_phrases if self.phrase_text_weight > 0 else 0,
+            phrase_length=self.phrase_length,
             synthetic_caption_sampling=(
                 "random" if self.multi_granularity_captions else "first"
             ),
@@ -538,6 +555,8 @@ class PretrainConfig:
             "cls_num_prototypes",
             "patch_num_prototypes",
             "total_steps",
+            "max_phrases",
+            "phrase_length",
         ):
             if getattr(self, name) < 1:
                 self._fail(name, "must be >= 1")
@@ -574,6 +593,7 @@ class PretrainConfig:
             "teacher_temperature_start",
             "teacher_temperature_end",
             "contrastive_temperature_min",
+            "phrase_pool_temperature",
             "adam_epsilon",
         ):
             if not getattr(self, name) > 0:
@@ -604,6 +624,7 @@ class PretrainConfig:
             "masked_weight",
             "patch_visible_weight",
             "patch_text_weight",
+            "phrase_text_weight",
             "learning_rate",
             "final_learning_rate",
             "warmup_start_learning_rate",

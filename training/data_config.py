@@ -134,6 +134,11 @@ class DataConfig:
             `"first"` (the first non-blank synthetic caption) or `"random"`
             (TIPSv2: uniform among a record's non-blank synthetic captions,
             drawn anew each time).
+        max_phrases: phrases per image for the phrase-grounding term
+            (`PretrainConfig.phrase_text_weight`): the first non-blank
+            synthetic caption split by `captions.split_phrases`, padded or
+            cut to this many. 0 (the default): no phrases in the batches.
+        phrase_length: token sequence length of each phrase (16).
         global_blur_probability: blur probability of the global crop (0.5).
         local_blur_probability: blur probability of local crops (0.5).
         global_solarize_probability: solarization probability of the
@@ -177,6 +182,8 @@ class DataConfig:
     mask_mode: str = "random"
     sequence_length: int = 64
     synthetic_caption_sampling: str = "first"
+    max_phrases: int = 0
+    phrase_length: int = 16
     global_blur_probability: float = 0.5
     local_blur_probability: float = 0.5
     global_solarize_probability: float = 0.2
@@ -230,11 +237,12 @@ class DataConfig:
             "global_crop_size",
             "local_crop_size",
             "sequence_length",
+            "phrase_length",
             "num_parallel_reads",
         ):
             if getattr(self, name) < 1:
                 self._fail(name, "must be >= 1")
-        for name in ("num_local_crops", "shuffle_buffer"):
+        for name in ("num_local_crops", "shuffle_buffer", "max_phrases"):
             if getattr(self, name) < 0:
                 self._fail(name, "must be >= 0")
         for name in ("global_crop_size", "local_crop_size"):

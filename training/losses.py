@@ -14,6 +14,10 @@ TIPS trains an image-text model with three families of objectives:
   positions. With `visible_weight > 0` visible patches count too (iBOT++,
   TIPSv2).
 
+Beyond TIPS, `phrase_grounding_loss` ties each noun phrase of a caption to
+the patches of its own image (PACL-style pooling, a contrastive loss over
+the images of the batch); `PretrainConfig.phrase_text_weight` turns it on.
+
 `center_update` is the running mean of teacher logits used by
 `teacher_probabilities`, and `temperature_from_log` turns the learnable log
 temperature of the contrastive loss into a clamped temperature.
@@ -188,6 +192,80 @@ def contrastive_loss(
     image_to_text = ops.sum(row_losses * valid) / num_valid
     text_to_image = ops.sum(column_losses * valid) / num_valid
     return 0.5 * (image_to_text + text_to_image)
+
+
+def phrase_grounding_loss(
+    phrase_embeddings, patch_embeddings, temperature, pool_temperature,
+    valid=None,
+):
+    """Contrastive loss of caption phrases against their images' patches.
+
+    Each phrase `j` of image `b` is scored against every image `c` of the
+    batch by the cosines of its embedding with `c`'s patches, pooled by
+    their own softmax (`pool_temperature`; small: close to the best
+    patch): `s(b, j, c) = sum_n softmax_n(cos_n / pool_temperature) *
+    cos_n`, as PACL pools patches for a text. The loss is the
+    cross-entropy of `s(b, j, :) / temperature` against image `b`, the
+    mean over the valid phrases. A phrase is matched by the patches that
+    show it, not by the image as a whole: "a red circle" pulls its image's
+    red patches towards the phrase, and "a gray background" its background
+    patches, while the other images' best patches are the negatives.
+
+    Pass GLOBAL batches (see `contrastive_loss`).
+
+    Args:
+        phrase_embeddings: `(B, P, D)` text embeddings of each image's
+            phrases.
+        patch_embeddings: `(B, N, D)` patch embeddings.
+        temperature: scalar > 0, the contrastive temperature.
+        pool_temperature: float > 0, the temperature of the softmax that
+            pools each image's patch cosines.
+        valid: optional `(B, P)` 0/1 (or bool), 1 where the phrase is real
+            (padding phrases add no loss term). The loss is 0 when none is.
+
+    Returns:
+        float32 scalar tensor.
+
+    Example:
+    ```python
+    loss = phrase_grounding_loss(phrases, patches, 0.07, 0.05, has_phrase)
+    ```
+    """
+    if not pool_temperature > 0:
+        raise ValueError(
+            f"`pool_temperature` must be > 0. Received: {pool_temperature!r}."
+        )
+    phrases = _to_float32(phrase_embeddings)
+    patches = _to_float32(patch_embeddings)
+    _check_rank(phrases, (3,), "phrase_embeddings")
+    _check_rank(patches, (3,), "patch_embeddings")
+    _check_static_dims_equal(
+        phrases, patches, "phrase_embeddings", "patch_embeddings", 0, 0
+    )
+    _check_static_dims_equal(
+        phrases, patches, "phrase_embeddings", "patch_embeddings", 2, 2
+    )
+    temperature = _to_float32(temperature)
+    phrases = l2_normalize(phrases)
+    patches = l2_normalize(patches)
+    # cosines[b, j, c, n]: phrase j of image b against patch n of image c.
+    cosines = ops.einsum("bjd,cnd->bjcn", phrases, patches)
+    weights = ops.softmax(cosines / pool_temperature, axis=-1)
+    logits = ops.sum(weights * cosines, axis=-1) / temperature
+    log_probs = ops.log_softmax(logits, axis=-1)
+    positions = ops.arange(ops.shape(logits)[0])
+    own_image = ops.cast(
+        ops.expand_dims(positions, 1) == ops.expand_dims(positions, 0),
+        "float32",
+    )
+    losses = -ops.sum(log_probs * ops.expand_dims(own_image, 1), axis=-1)
+    if valid is None:
+        return ops.mean(losses)
+    valid = _to_float32(valid)
+    _check_rank(valid, (2,), "valid")
+    _check_static_dims_equal(valid, phrases, "valid", "phrase_embeddings", 0, 0)
+    _check_static_dims_equal(valid, phrases, "valid", "phrase_embeddings", 1, 1)
+    return ops.sum(losses * valid) / ops.maximum(ops.sum(valid), 1.0)
 
 
 def teacher_probabilities(teacher_logits, center, temperature):

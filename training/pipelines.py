@@ -78,7 +78,11 @@ def make_pretraining_dataset(file_pattern, tokenizer, config, *, stats=None):
         `"synthetic_token_ids"`, `"synthetic_padding_mask"` `(B, seq)`
         int32 (mask 1 = real token; all zeros where the caption is
         missing); `"has_noisy_caption"`, `"has_synthetic_caption"` `(B,)`
-        float32, 0 where the caption is missing or blank.
+        float32, 0 where the caption is missing or blank. With
+        `config.max_phrases = P > 0` also the phrases of the first
+        non-blank synthetic caption (`captions.split_phrases`):
+        `"phrase_token_ids"`, `"phrase_padding_mask"` `(B, P,
+        phrase_length)` int32 and `"has_phrase"` `(B, P)` float32.
 
     Raises:
         ValueError: when `file_pattern` matches no file (the message names
@@ -155,7 +159,16 @@ def make_pretraining_dataset(file_pattern, tokenizer, config, *, stats=None):
             caption_u,
         )
         noisy, has_noisy = records.first_non_blank(element["noisy_captions"])
+        phrases = {}
+        if config.max_phrases:
+            first_synthetic, _ = records.first_non_blank(
+                element["synthetic_captions"]
+            )
+            phrases["phrases"], phrases["has_phrase"] = (
+                captions.split_phrases(first_synthetic, config.max_phrases)
+            )
         return {
+            **phrases,
             "global_images": global_image,
             "local_images": local_images,
             "patch_mask": mask,
@@ -176,6 +189,12 @@ def make_pretraining_dataset(file_pattern, tokenizer, config, *, stats=None):
         num_parallel_calls=tf.data.AUTOTUNE,
         deterministic=deterministic,
     )
+    if config.max_phrases:
+        dataset = dataset.map(
+            captions.tokenize_phrases(tokenizer, config.phrase_length),
+            num_parallel_calls=tf.data.AUTOTUNE,
+            deterministic=deterministic,
+        )
     return dataset.prefetch(tf.data.AUTOTUNE)
 
 

@@ -42,6 +42,13 @@ Losses (TIPS paper; TIPSv2 changes with `recipe="tips_v2"`):
   read-out), averaged over the image, against the synthetic caption, with
   the same temperature and global-batch negatives. It asks the patches
   themselves to carry what the caption names, in the text's space.
+* contrastive_phrases (not in TIPS / TIPSv2; weight `phrase_text_weight`,
+  0 by default, then not computed and logged as 0): each noun phrase of the
+  first synthetic caption against the same patch read-out of every image
+  of the global batch, pooled per image by a softmax over its patches
+  (`losses.phrase_grounding_loss`): a phrase is matched by the patches that
+  show it, so "a red circle" names the red patches and "a gray background"
+  the background ones.
 
 With `image_text_last_blocks = k > 0` (in neither recipe) the unmasked pass
 lets the image-text terms' gradient into the last `k` vision blocks only:
@@ -63,7 +70,8 @@ with a student entropy of ln K means a uniform student.
 
 `loss = w_noisy * contrastive_noisy + w_synthetic * contrastive_synthetic
 + w_distillation * distillation + w_masked * masked
-+ w_patch_text * contrastive_patches` (0.5, 0.5, 1, 2, 0).
++ w_patch_text * contrastive_patches + w_phrase_text * contrastive_phrases`
+(0.5, 0.5, 1, 2, 0, 0).
 """
 
 import keras
@@ -86,6 +94,7 @@ LOSS_TERMS = (
     "distillation",
     "masked",
     "contrastive_patches",
+    "contrastive_phrases",
 )
 
 # Keys a training batch must hold, and their ranks.
@@ -99,6 +108,13 @@ BATCH_RANKS = {
     "synthetic_padding_mask": 2,
     "has_noisy_caption": 1,
     "has_synthetic_caption": 1,
+}
+
+# Keys a batch must also hold when `phrase_text_weight > 0`.
+PHRASE_BATCH_RANKS = {
+    "phrase_token_ids": 3,
+    "phrase_padding_mask": 3,
+    "has_phrase": 2,
 }
 
 # Self-distillation health, per head (`cls`: DINO, `patch`: iBOT), in nats
@@ -281,6 +297,12 @@ class TIPSPretrainer(keras.Model):
                 "`patch_text_weight` > 0 needs the unmasked student pass, "
                 "which `contrastive_on_masked_view=True` drops. Received: "
                 f"patch_text_weight={config.patch_text_weight}."
+            )
+        if contrastive_on_masked_view and config.phrase_text_weight > 0:
+            raise ValueError(
+                "`phrase_text_weight` > 0 needs the unmasked student pass, "
+                "which `contrastive_on_masked_view=True` drops. Received: "
+                f"phrase_text_weight={config.phrase_text_weight}."
             )
         num_blocks = len(backbone.vision_encoder.blocks)
         if config.image_text_last_blocks > num_blocks:
@@ -517,13 +539,23 @@ class TIPSPretrainer(keras.Model):
                 "`training.pipelines.make_pretraining_dataset`). Received: "
                 f"{type(batch).__name__}."
             )
-        missing = [key for key in BATCH_RANKS if key not in batch]
+        ranks = dict(BATCH_RANKS)
+        if self.config.phrase_text_weight > 0:
+            ranks.update(PHRASE_BATCH_RANKS)
+        missing = [key for key in ranks if key not in batch]
         if missing:
+            hint = ""
+            if any(key in PHRASE_BATCH_RANKS for key in missing):
+                hint = (
+                    " (`phrase_text_weight` > 0 needs the phrases: build "
+                    "the dataset from `config.data`, whose `max_phrases` is "
+                    "then > 0)"
+                )
             raise ValueError(
                 f"The pretraining batch lacks the key(s) {missing}; it has "
-                f"{sorted(batch)}."
+                f"{sorted(batch)}{hint}."
             )
-        for key, rank in BATCH_RANKS.items():
+        for key, rank in ranks.items():
             shape = tuple(batch[key].shape)
             if len(shape) != rank:
                 raise ValueError(
@@ -546,6 +578,41 @@ class TIPSPretrainer(keras.Model):
 
     # ------------------------------------------------------------------
     # The math of one step.
+
+    def _phrase_grounding(self, batch, patches, training):
+        """`losses.phrase_grounding_loss` of the batch's phrases against
+        `patches` `(B, h, w, D)`, over the global batch."""
+        token_ids = batch["phrase_token_ids"]
+        num_phrases, length = token_ids.shape[1], token_ids.shape[2]
+        phrases = self.backbone.text_encoder(
+            {
+                "token_ids": ops.cast(
+                    ops.reshape(token_ids, (-1, length)), "int32"
+                ),
+                "padding_mask": ops.cast(
+                    ops.reshape(batch["phrase_padding_mask"], (-1, length)),
+                    "int32",
+                ),
+            },
+            training=training,
+        )
+        batch_size = ops.shape(patches)[0]
+        dim = patches.shape[-1]
+        phrases = ops.reshape(
+            ops.cast(phrases, "float32"), (batch_size, num_phrases, dim)
+        )
+        patches = ops.reshape(
+            ops.cast(patches, "float32"), (batch_size, -1, dim)
+        )
+        return losses_lib.phrase_grounding_loss(
+            distribution.global_batch(phrases),
+            distribution.global_batch(patches),
+            self.contrastive_temperature(),
+            self.config.phrase_pool_temperature,
+            valid=distribution.global_batch(
+                ops.cast(batch["has_phrase"], "float32")
+            ),
+        )
 
     def forward(self, batch, training=False):
         """Every loss term and the statistics of one step.
@@ -595,7 +662,10 @@ class TIPSPretrainer(keras.Model):
                     len(vision.blocks) - config.image_text_last_blocks)
             unmasked = vision.encode(
                 global_images, training=training,
-                with_value_attention=config.patch_text_weight > 0,
+                with_value_attention=(
+                    config.patch_text_weight > 0
+                    or config.phrase_text_weight > 0
+                ),
                 gradient_from_block=gradient_from_block,
             )
             contrastive_cls = unmasked["cls_embeddings"]
@@ -606,6 +676,12 @@ class TIPSPretrainer(keras.Model):
                     ops.cast(unmasked["value_attention_patches"], "float32"),
                     axis=(1, 2),
                 )
+            if config.phrase_text_weight > 0:
+                contrastive_phrases = self._phrase_grounding(
+                    batch, unmasked["value_attention_patches"], training
+                )
+        if config.phrase_text_weight <= 0:
+            contrastive_phrases = ops.zeros((), "float32")
 
         # --- Texts: both captions in one pass of the shared encoder. ---
         token_ids = ops.concatenate(
@@ -764,6 +840,7 @@ class TIPSPretrainer(keras.Model):
             + config.distillation_weight * distillation
             + config.masked_weight * masked
             + config.patch_text_weight * contrastive_patches
+            + config.phrase_text_weight * contrastive_phrases
         )
         losses = {
             "loss": total,
@@ -772,6 +849,7 @@ class TIPSPretrainer(keras.Model):
             "distillation": distillation,
             "masked": masked,
             "contrastive_patches": contrastive_patches,
+            "contrastive_phrases": contrastive_phrases,
         }
         statistics = {
             "step": step,
