@@ -44,9 +44,10 @@ def test_reproduces_its_recorded_heldout_metrics(tmp_path):
 
 def test_recorded_metrics_beat_the_baselines_it_should_beat():
     """Retrieval and colour-class zero-shot segmentation: far above chance,
-    the trivial answer and the same architecture untrained. (Shape-class
+    the trivial answer and the same architecture untrained, and colour
+    zero-shot segmentation at least issue #11's 0.30. (Shape-class
     segmentation and both probes do not beat them by a margin: the shape
-    probe is 0.01 above random features, the colour probe below them; the
+    probe is at random features' level, the colour probe below them; the
     README says so.)"""
     with open(os.path.join(PRESET_DIR, "heldout_metrics.json")) as file:
         recorded = json.load(file)
@@ -58,9 +59,10 @@ def test_recorded_metrics_beat_the_baselines_it_should_beat():
         baselines["random_weights"]["retrieval_i2t@1_best"] + 0.5)
     assert recorded["retrieval_t2i@1_second_cls"] >= (
         baselines["random_weights"]["retrieval_t2i@1_second_cls"] + 0.5)
+    assert recorded["zero_shot_seg_miou_color"] >= 0.30
     for baseline in ("all_background", "random_weights"):
         assert recorded["zero_shot_seg_miou_color"] >= (
-            baselines[baseline]["zero_shot_seg_miou_color"] + 0.1), baseline
+            baselines[baseline]["zero_shot_seg_miou_color"] + 0.5), baseline
     ceiling = baselines["patch_grid_ceiling"]
     for key in ("zero_shot_seg_miou", "linear_probe_seg_miou",
                 "zero_shot_seg_miou_color", "linear_probe_seg_miou_color"):

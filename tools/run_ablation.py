@@ -6,11 +6,12 @@ Same data and steps for every run; only the loss weights change:
 masked image modeling (full TIPS), all as in the TIPS paper's Table 1C
 (iBOT's patch loss on the masked patches only, whatever the config's
 `patch_visible_weight`, and neither the `patch_text_weight` nor the
-`phrase_text_weight` term, which are not in TIPS). Rows (d) and (e) give the self-distillation
-terms the paper's weights (DINO 1.0, iBOT 2.0) by default, or, with
-`--self_distillation_weights config`, the `distillation_weight` and
-`masked_weight` of `--config` (the main job's 1/20 of them), so that row
-(e) is the main job's recipe without its phrase-grounding term. Each row is trained with every seed of
+`phrase_text_weight` term, which are not in TIPS). Rows (d) and (e) give
+the self-distillation terms the paper's weights (DINO 1.0, iBOT 2.0) by
+default, or, with `--self_distillation_weights config`, the
+`distillation_weight` and `masked_weight` of `--config` (the main job's
+1/20 of them), so that row (e) is the main job's recipe without its
+phrase-grounding term. Each row is trained with every seed of
 `--seeds` (weights and data order); the table gives the mean and, in
 brackets, the range (min-max) over the seeds of zero-shot and linear-probe
 segmentation mIoU (shape classes and colour classes), retrieval recall@1

@@ -652,6 +652,7 @@ class TIPSPretrainer(keras.Model):
         # --- Student on the unmasked global crop (contrastive loss). ---
         unmasked = None
         mean_patches = None
+        contrastive_phrases = ops.zeros((), "float32")
         if self.contrastive_on_masked_view:
             contrastive_cls = student["cls_embeddings"]
         else:
@@ -680,8 +681,6 @@ class TIPSPretrainer(keras.Model):
                 contrastive_phrases = self._phrase_grounding(
                     batch, unmasked["value_attention_patches"], training
                 )
-        if config.phrase_text_weight <= 0:
-            contrastive_phrases = ops.zeros((), "float32")
 
         # --- Texts: both captions in one pass of the shared encoder. ---
         token_ids = ops.concatenate(
