@@ -267,6 +267,16 @@ def test_student_encoder_passes(recipe):
     ]
 
 
+def recipe_total(config, terms, **extra_weights):
+    """The weighted total of the recipe's terms plus `extra_weights`."""
+    total = (
+        0.5 * terms["contrastive_noisy"] + 0.5 * terms["contrastive_synthetic"]
+        + config.distillation_weight * terms["distillation"]
+        + config.masked_weight * terms["masked"]
+    )
+    return total + sum(w * terms[name] for name, w in extra_weights.items())
+
+
 @pytest.mark.parametrize("recipe", ["tips", "tips_v2"])
 def test_patch_text_term_matches_numpy_reference(recipe):
     """The image-mean value-attention patch embedding of the unmasked
@@ -291,27 +301,26 @@ def test_patch_text_term_matches_numpy_reference(recipe):
     np.testing.assert_allclose(terms["contrastive_patches"], expected, rtol=2e-4)
     # Not the second CLS token's term: the patches are another embedding.
     assert abs(terms["contrastive_patches"] - terms["contrastive_synthetic"]) > 1e-3
-    total = (
-        0.5 * terms["contrastive_noisy"] + 0.5 * terms["contrastive_synthetic"]
-        + config.distillation_weight * terms["distillation"]
-        + config.masked_weight * terms["masked"]
-        + 0.3 * terms["contrastive_patches"]
-    )
-    np.testing.assert_allclose(terms["loss"], total, rtol=1e-5)
+    np.testing.assert_allclose(
+        terms["loss"], recipe_total(config, terms, contrastive_patches=0.3), rtol=1e-5)
 
 
-def test_patch_text_term_is_off_by_default_and_needs_the_unmasked_pass():
+@pytest.mark.parametrize("field, term", [
+    ("patch_text_weight", "contrastive_patches"),
+    ("phrase_text_weight", "contrastive_phrases"),
+])
+def test_extra_term_is_off_by_default_and_needs_the_unmasked_pass(field, term):
     config = tiny_config()
-    assert config.patch_text_weight == 0.0
+    assert getattr(config, field) == 0.0
     pretrainer = make_pretrainer(config, compile=False)
     batch = random_batch(np.random.default_rng(5), config)
-    assert as_float(pretrainer.compute_losses(batch)["contrastive_patches"]) == 0.0
+    assert as_float(pretrainer.compute_losses(batch)[term]) == 0.0
     backbone = build_backbone(config, VOCABULARY_SIZE)
-    with pytest.raises(ValueError, match="patch_text_weight"):
-        TIPSPretrainer(backbone, tiny_config(patch_text_weight=0.1),
+    with pytest.raises(ValueError, match=field):
+        TIPSPretrainer(backbone, tiny_config(**{field: 0.1}),
                        contrastive_on_masked_view=True)
-    with pytest.raises(ValueError, match="patch_text_weight"):
-        tiny_config(patch_text_weight=-1.0)
+    with pytest.raises(ValueError, match=field):
+        tiny_config(**{field: -1.0})
 
 
 def with_phrases(rng, batch, num_phrases=3, length=6):
@@ -360,32 +369,21 @@ def test_phrase_term_matches_numpy_reference(recipe):
     expected = -own[valid].mean()
     np.testing.assert_allclose(terms["contrastive_phrases"], expected,
                                rtol=2e-4)
-    total = (
-        0.5 * terms["contrastive_noisy"] + 0.5 * terms["contrastive_synthetic"]
-        + config.distillation_weight * terms["distillation"]
-        + config.masked_weight * terms["masked"]
-        + 0.4 * terms["contrastive_phrases"]
-    )
-    np.testing.assert_allclose(terms["loss"], total, rtol=1e-5)
+    np.testing.assert_allclose(
+        terms["loss"], recipe_total(config, terms, contrastive_phrases=0.4), rtol=1e-5)
 
 
-def test_phrase_term_is_off_by_default_and_names_what_it_needs():
+def test_phrase_term_names_the_batch_keys_and_fields_it_needs():
     config = tiny_config()
-    assert config.phrase_text_weight == 0.0
     assert config.data.max_phrases == 0
     assert tiny_config(phrase_text_weight=0.1, max_phrases=5).data.max_phrases == 5
-    pretrainer = make_pretrainer(config, compile=False)
     batch = random_batch(np.random.default_rng(8), config)
-    assert as_float(pretrainer.compute_losses(batch)["contrastive_phrases"]) == 0.0
     backbone = build_backbone(config, VOCABULARY_SIZE)
-    with pytest.raises(ValueError, match="phrase_text_weight"):
-        TIPSPretrainer(backbone, tiny_config(phrase_text_weight=0.1),
-                       contrastive_on_masked_view=True)
     with_weight = TIPSPretrainer(backbone, tiny_config(phrase_text_weight=0.1))
     with pytest.raises(ValueError, match="phrase_token_ids.*max_phrases"):
         with_weight.compute_losses(batch)
-    for field, value in (("phrase_text_weight", -1.0), ("max_phrases", 0),
-                         ("phrase_length", 0), ("phrase_pool_temperature", 0.0)):
+    for field, value in (("max_phrases", 0), ("phrase_length", 0),
+                         ("phrase_pool_temperature", 0.0)):
         with pytest.raises(ValueError, match=field):
             tiny_config(**{field: value})
 

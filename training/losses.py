@@ -73,6 +73,14 @@ def _check_static_dims_equal(a, b, a_name, b_name, axis_a, axis_b):
         )
 
 
+def _check_embedding_pair(a, b, a_name, b_name, rank, axes):
+    """Both of rank `rank`, with equal static sizes along `axes`."""
+    _check_rank(a, (rank,), a_name)
+    _check_rank(b, (rank,), b_name)
+    for axis in axes:
+        _check_static_dims_equal(a, b, a_name, b_name, axis, axis)
+
+
 def temperature_from_log(
     log_temperature, min_temperature=0.01, max_temperature=1.0
 ):
@@ -152,13 +160,8 @@ def contrastive_loss(
     """
     image = _to_float32(image_embeddings)
     text = _to_float32(text_embeddings)
-    _check_rank(image, (2,), "image_embeddings")
-    _check_rank(text, (2,), "text_embeddings")
-    _check_static_dims_equal(
-        image, text, "image_embeddings", "text_embeddings", 0, 0
-    )
-    _check_static_dims_equal(
-        image, text, "image_embeddings", "text_embeddings", 1, 1
+    _check_embedding_pair(
+        image, text, "image_embeddings", "text_embeddings", 2, (0, 1)
     )
     temperature = _to_float32(temperature)
 
@@ -237,13 +240,8 @@ def phrase_grounding_loss(
         )
     phrases = _to_float32(phrase_embeddings)
     patches = _to_float32(patch_embeddings)
-    _check_rank(phrases, (3,), "phrase_embeddings")
-    _check_rank(patches, (3,), "patch_embeddings")
-    _check_static_dims_equal(
-        phrases, patches, "phrase_embeddings", "patch_embeddings", 0, 0
-    )
-    _check_static_dims_equal(
-        phrases, patches, "phrase_embeddings", "patch_embeddings", 2, 2
+    _check_embedding_pair(
+        phrases, patches, "phrase_embeddings", "patch_embeddings", 3, (0, 2)
     )
     temperature = _to_float32(temperature)
     phrases = l2_normalize(phrases)
