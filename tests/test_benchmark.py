@@ -282,3 +282,35 @@ def test_allocator_comparison_alternates_and_reports_ratios(
     assert ("tiny torch round 1: default 1.000 s (1.0 GB), freed memory kept"
             " 0.500 s (2.0 GB) per step, 2.00x") in out
     assert "tiny jax: median speed-up 2.00x" in out
+
+
+@pytest.mark.parametrize("name", ["tiny", "tiny_scenes", "S14"])
+def test_training_benchmark_batches_have_what_the_pretrainer_checks(
+        monkeypatch, name):
+    # The main job's configuration turns the phrase term on: its random
+    # batches must carry the phrases, shaped as the pipeline gives them.
+    from training.pretrainer import BATCH_RANKS
+    from training.pretrainer import PHRASE_BATCH_RANKS
+
+    benchmark_training = _benchmark_training(monkeypatch)
+    config = benchmark_training._config(name, "tips", 2, 3)
+    (batch,) = benchmark_training._random_batches(
+        config, 1, vocabulary_size=512)
+    ranks = dict(BATCH_RANKS)
+    if config.phrase_text_weight > 0:
+        ranks.update(PHRASE_BATCH_RANKS)
+    assert sorted(batch) == sorted(ranks)
+    for key, rank in ranks.items():
+        assert batch[key].ndim == rank, key
+        assert batch[key].shape[0] == 2, key
+    if name == "tiny_scenes":
+        assert config.phrase_text_weight > 0
+        phrases = batch["phrase_token_ids"]
+        assert phrases.shape == (2, config.max_phrases, config.phrase_length)
+        assert phrases.dtype == "int32"
+        assert batch["has_phrase"].dtype == "float32"
+        # Padding is zero, and an absent phrase is all padding.
+        mask = batch["phrase_padding_mask"]
+        assert not (phrases * (1 - mask)).any()
+        assert not mask[batch["has_phrase"] == 0].any()
+        assert mask[batch["has_phrase"] == 1].any(axis=-1).all()

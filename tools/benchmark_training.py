@@ -116,6 +116,25 @@ def _random_batches(config, count, seed=0, vocabulary_size=VOCABULARY_SIZE):
                 "has_synthetic_caption": np.ones((b,), "float32"),
             }
         )
+        if config.phrase_text_weight > 0:
+            # As `training.pipelines` gives them: `(B, P, L)` int32 ids and
+            # mask, `(B, P)` float32 flags, some phrases absent.
+            phrases, phrase_length = config.max_phrases, config.phrase_length
+            phrase_padding = (
+                np.arange(phrase_length)
+                < rng.integers(2, phrase_length, (b, phrases, 1))
+            ).astype("int32")
+            has_phrase = (
+                np.arange(phrases) < rng.integers(1, phrases + 1, (b, 1))
+            ).astype("float32")
+            phrase_padding *= has_phrase[..., None].astype("int32")
+            batches[-1]["phrase_token_ids"] = (
+                rng.integers(1, vocabulary_size, (b, phrases, phrase_length))
+                .astype("int32")
+                * phrase_padding
+            )
+            batches[-1]["phrase_padding_mask"] = phrase_padding
+            batches[-1]["has_phrase"] = has_phrase
     return batches
 
 
@@ -364,7 +383,7 @@ def _table(records, configs, backends):
     lines = [
         "training images/s (seconds per step; first step incl. compilation;"
         " % of the float32 matmul roofline)",
-        "config".ljust(10) + "".join(b.ljust(width) for b in backends),
+        "config".ljust(13) + "".join(b.ljust(width) for b in backends),
     ]
     for config in configs:
         cells = []
@@ -383,7 +402,7 @@ def _table(records, configs, backends):
                 f" {r['first_step_seconds']:.0f}s;"
                 f" {100 * r['fraction_of_roofline']:.0f}%)".ljust(width)
             )
-        lines.append(config.ljust(10) + "".join(cells))
+        lines.append(config.ljust(13) + "".join(cells))
     return "\n".join(lines)
 
 
