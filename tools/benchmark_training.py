@@ -30,11 +30,12 @@ Usage:
     python tools/benchmark_training.py --configs tiny_scenes S14 \
         --compare_gradient_barrier 3
     # What keeping freed memory in the process (training/allocator.py,
-    # on by default for torch training) buys, per backend, 2 rounds
+    # on by default for torch and JAX training) buys, per backend, 2 rounds
     python tools/benchmark_training.py --configs S14 --compare_allocator 2
 
 Each worker sets up the allocator as `training.train.run_training` does
-(freed memory kept in the process on torch, glibc's defaults elsewhere).
+(freed memory kept in the process on torch and JAX, glibc's defaults on
+TensorFlow).
 """
 
 import argparse

@@ -357,9 +357,9 @@ def run_training(
             as `eval/<metric>`.
         eval_every: int, steps between evaluations (0: never).
         retain_freed_memory: bool or None. Keep memory that large tensors
-            free in the process (`training.allocator`), so that an eager
-            backend does not page-fault its way through every large op;
-            None: on the torch backend only. Process-wide and permanent.
+            free in the process (`training.allocator`), so that each step
+            does not page-fault its way through every large buffer; None:
+            on the torch and JAX backends. Process-wide and permanent.
 
     Returns:
         `TrainingResult`.
@@ -556,7 +556,7 @@ def _define_flags():
     flags.DEFINE_bool(
         "retain_freed_memory", None,
         "Keep freed memory in the process (glibc); default: on the torch "
-        "backend only, see training/allocator.py.",
+        "and jax backends, see training/allocator.py.",
     )
     flags.mark_flags_as_required(["data", "tokenizer", "output_dir"])
     return flags.FLAGS
