@@ -253,12 +253,13 @@ def test_preset_after_a_high_resolution_stage_encodes_at_its_size(tmp_path):
 
 
 @pytest.mark.parametrize("request_kind", ["default", "the other way"])
-def test_run_training_keeps_freed_memory_on_torch_by_default(
+def test_run_training_keeps_freed_memory_where_it_gains_by_default(
         tmp_path, monkeypatch, request_kind):
     from training import allocator
 
-    on_torch = keras.backend.backend() == "torch"
-    requested = None if request_kind == "default" else not on_torch
+    gains = keras.backend.backend() in ("jax", "torch")
+    assert gains == (keras.backend.backend() in allocator.RETAINING_BACKENDS)
+    requested = None if request_kind == "default" else not gains
 
     applied = []
     monkeypatch.setattr(
@@ -271,7 +272,7 @@ def test_run_training_keeps_freed_memory_on_torch_by_default(
             [random_batch(rng, config)], repeat=True),
         checkpoint_every=0, verbose=0, save_preset=False,
         retain_freed_memory=requested)
-    expected = on_torch if requested is None else requested
+    expected = gains if requested is None else requested
     assert applied == ([True] if expected else [])
 
 
