@@ -81,6 +81,15 @@ def _check_embedding_pair(a, b, a_name, b_name, rank, axes):
         _check_static_dims_equal(a, b, a_name, b_name, axis, axis)
 
 
+def _identity(n):
+    """`(n, n)` float32 identity: the matching pairs of an `n` x `n` batch."""
+    positions = ops.arange(n)
+    return ops.cast(
+        ops.expand_dims(positions, 1) == ops.expand_dims(positions, 0),
+        "float32",
+    )
+
+
 def temperature_from_log(
     log_temperature, min_temperature=0.01, max_temperature=1.0
 ):
@@ -169,11 +178,7 @@ def contrastive_loss(
     text = l2_normalize(text)
     logits = ops.matmul(image, ops.transpose(text)) / temperature
 
-    positions = ops.arange(ops.shape(logits)[0])
-    diagonal = ops.cast(
-        ops.expand_dims(positions, 1) == ops.expand_dims(positions, 0),
-        "float32",
-    )
+    diagonal = _identity(ops.shape(logits)[0])
 
     if valid is None:
         row_log_probs = ops.log_softmax(logits, axis=1)
@@ -251,11 +256,7 @@ def phrase_grounding_loss(
     weights = ops.softmax(cosines / pool_temperature, axis=-1)
     logits = ops.sum(weights * cosines, axis=-1) / temperature
     log_probs = ops.log_softmax(logits, axis=-1)
-    positions = ops.arange(ops.shape(logits)[0])
-    own_image = ops.cast(
-        ops.expand_dims(positions, 1) == ops.expand_dims(positions, 0),
-        "float32",
-    )
+    own_image = _identity(ops.shape(logits)[0])
     losses = -ops.sum(log_probs * ops.expand_dims(own_image, 1), axis=-1)
     if valid is None:
         return ops.mean(losses)

@@ -598,12 +598,9 @@ class TIPSPretrainer(keras.Model):
         )
         batch_size = ops.shape(patches)[0]
         dim = patches.shape[-1]
-        phrases = ops.reshape(
-            ops.cast(phrases, "float32"), (batch_size, num_phrases, dim)
-        )
-        patches = ops.reshape(
-            ops.cast(patches, "float32"), (batch_size, -1, dim)
-        )
+        # `phrase_grounding_loss` computes in float32 whatever these are.
+        phrases = ops.reshape(phrases, (batch_size, num_phrases, dim))
+        patches = ops.reshape(patches, (batch_size, -1, dim))
         return losses_lib.phrase_grounding_loss(
             distribution.global_batch(phrases),
             distribution.global_batch(patches),
