@@ -138,14 +138,15 @@ class TIPSVisionEncoder(EmptyBatchMixin, TIPSBackboneMixin, Backbone):
         for index, block in enumerate(self.blocks[:-1]):
             if index == gradient_from_block:
                 x = ops.stop_gradient(x)
-            x = block(x)
+            x = block(x, training=training)
         if self.blocks and gradient_from_block == len(self.blocks) - 1:
             x = ops.stop_gradient(x)
 
         def last_block(x, value_attention):
             if not self.blocks:
                 return x
-            return self.blocks[-1](x, value_attention=value_attention)
+            return self.blocks[-1](
+                x, value_attention=value_attention, training=training)
 
         outputs = {}
         if with_value_attention:

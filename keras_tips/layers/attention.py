@@ -7,9 +7,11 @@ from keras import ops
 
 from keras_tips.layers.jax_cpu import on_jax_cpu
 
-# Sequences at least this long are blocked by default: at 258 tokens (224
-# pixels at B/14) blocking is no faster in inference and slower in training;
-# at 1026 (448 pixels) it is 1.4x faster end to end.
+# Sequences at least this long are blocked by default, in training too: at
+# 1026 tokens (448 pixels at B/14) it is 1.4x faster end to end. At 258
+# (224 pixels) a blocked ViT-S/14 training step was no faster (2-core AMD
+# EPYC, JAX 0.10: 4.96 / 5.06 s per step against 5.20 / 5.06 s), so shorter
+# sequences are blocked only in inference (see `blocks_attention`).
 MIN_BLOCKED_LENGTH = 512
 # Bytes of attention scores (heads x query block x keys, float32) computed
 # at once when attention is blocked: a few MB, so that the scores stay in
@@ -31,6 +33,43 @@ def blocks_attention_on_this_device():
     helped by blocking, so they keep the plain call.
     """
     return on_jax_cpu()
+
+
+def blocks_attention(batch, heads, length, keys, training=False,
+                     score_block_bytes=None):
+    """Whether `self_attention` blocks attention of these sizes by default.
+
+    Where `blocks_attention_on_this_device()`: sequences of
+    `MIN_BLOCKED_LENGTH` keys or more, and in inference (`training` falsy)
+    also any batch whose float32 scores (`batch x heads x length x keys x
+    4` bytes) are more than one block of `score_block_bytes`. There the
+    whole batch's scores, computed at once, miss the caches and are
+    allocated afresh for every call (glibc maps buffers of tens of MB with
+    `mmap`, and every page is faulted in and zeroed again): eight 224-pixel
+    images at B/14 (26 MB of scores per block) ran 1.17x faster end to end
+    one image at a time (3.34-3.38 -> 3.93-3.94 images/s, 2-core AMD EPYC,
+    JAX 0.10).
+
+    Args:
+        batch: int or None (unknown: not blocked on this criterion).
+        heads: int.
+        length: int, queries.
+        keys: int.
+        training: bool or None. Training mode (None: inference).
+        score_block_bytes: int or None (`SCORE_BLOCK_BYTES`).
+
+    Returns:
+        bool.
+    """
+    if keys >= MIN_BLOCKED_LENGTH:
+        return blocks_attention_on_this_device()
+    if training or not isinstance(batch, int):
+        return False
+    if score_block_bytes is None:
+        score_block_bytes = SCORE_BLOCK_BYTES
+    if batch * heads * length * keys * 4 <= score_block_bytes:
+        return False
+    return blocks_attention_on_this_device()
 
 
 def uses_matmul_attention(dtype):
@@ -72,16 +111,17 @@ def matmul_attention(query, key, value):
 
 
 def self_attention(query, key, value, blocked=None,
-                   score_block_bytes=SCORE_BLOCK_BYTES, matmul=None):
+                   score_block_bytes=SCORE_BLOCK_BYTES, matmul=None,
+                   training=False):
     """Softmax attention of `(B, T, heads, head_dim)` query, key and value.
 
     The same numbers as `keras.ops.dot_product_attention(query, key,
-    value)` (to float rounding); where `blocked` (default: sequences of
-    `MIN_BLOCKED_LENGTH` or more, where `blocks_attention_on_this_device()`),
-    computed one image at a time and one block of queries at a time, each
-    block small enough for its scores to stay in cache; where `matmul`
-    (default: `uses_matmul_attention(query.dtype)`), with
-    `matmul_attention` instead of the fused call.
+    value)` (to float rounding); where `blocked` (default:
+    `blocks_attention(...)` of these sizes and `training`), computed one
+    image at a time and one block of queries at a time, each block small
+    enough for its scores to stay in cache; where `matmul` (default:
+    `uses_matmul_attention(query.dtype)`), with `matmul_attention` instead
+    of the fused call.
 
     Args:
         query: tensor `(B, T, heads, head_dim)`.
@@ -91,6 +131,8 @@ def self_attention(query, key, value, blocked=None,
         score_block_bytes: int. With `blocked`, the float32 bytes of scores
             of one block of queries (heads x block x keys x 4).
         matmul: bool or None. Whether to use `matmul_attention`.
+        training: bool or None. Training mode (None: inference); only
+            the default of `blocked` depends on it.
 
     Returns:
         Tensor `(B, T, heads, head_dim)`.
@@ -111,8 +153,8 @@ def self_attention(query, key, value, blocked=None,
         # Unknown or symbolic (shape-polymorphic export) lengths.
         return attend(query, key, value)
     if blocked is None:
-        blocked = (
-            keys >= MIN_BLOCKED_LENGTH and blocks_attention_on_this_device()
+        blocked = blocks_attention(
+            query.shape[0], heads, length, keys, training, score_block_bytes
         )
     if not blocked:
         return attend(query, key, value)

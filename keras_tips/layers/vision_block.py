@@ -109,7 +109,7 @@ class TIPSVisionBlock(TIPSTransformerBlock):
         self.mlp.build(input_shape)
         self.built = True
 
-    def attention(self, x, value_attention=False):
+    def attention(self, x, value_attention=False, training=None):
         shape = ops.shape(x)
         batch, length = shape[0], shape[1]
         qkv = ops.reshape(
@@ -119,17 +119,18 @@ class TIPSVisionBlock(TIPSTransformerBlock):
             values = ops.reshape(qkv[:, :, 2], (batch, length, self.hidden_dim))
             return self.proj(values)
         query, key, value = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
-        mixed = self_attention(query, key, value)
+        mixed = self_attention(query, key, value, training=training)
         return self.proj(ops.reshape(mixed, (batch, length, self.hidden_dim)))
 
-    def call(self, x, value_attention=False):
+    def call(self, x, value_attention=False, training=None):
         # Branches in the compute dtype, residual stream in float32 under a
         # float16/bfloat16 policy (see `residual_dtype`).
         # The barriers change nothing but XLA:CPU's backward pass (see
         # `residual_gradient_barrier`).
         x = residual_gradient_barrier(
             ops.cast(x, residual_dtype(self.compute_dtype)))
-        branch = self.ls1(self.attention(self.norm1(x), value_attention))
+        branch = self.ls1(
+            self.attention(self.norm1(x), value_attention, training))
         x = residual_gradient_barrier(x + ops.cast(branch, x.dtype))
         branch = self.ls2(self.mlp(self.norm2(x)))
         return x + ops.cast(branch, x.dtype)
