@@ -88,9 +88,14 @@ def test_inference_blocks_batches_whose_scores_exceed_a_block(monkeypatch):
     assert 12 * 258 * 258 * 4 <= block
     assert not attention.blocks_attention(1, 12, 258, 258)
     assert not attention.blocks_attention(None, 12, 258, 258)
-    assert attention.blocks_attention(2, 1, 16, 16, score_block_bytes=2047)
-    assert not attention.blocks_attention(2, 1, 16, 16,
-                                          score_block_bytes=2048)
+    length = attention.MIN_INFERENCE_BLOCKED_LENGTH
+    scores = 2 * length * length * 4
+    assert attention.blocks_attention(2, 1, length, length,
+                                      score_block_bytes=scores - 1)
+    assert not attention.blocks_attention(2, 1, length, length,
+                                          score_block_bytes=scores)
+    # Short sequences stay whole however large the batch.
+    assert not attention.blocks_attention(256, 4, 65, 65)
     # Long sequences are blocked in training as well.
     length = attention.MIN_BLOCKED_LENGTH
     assert attention.blocks_attention(1, 1, length, length, training=True)
@@ -113,6 +118,7 @@ def test_default_blocking_follows_training_and_keeps_the_numbers(
     monkeypatch.setattr(attention, "blocks_attention_on_this_device",
                         lambda: True)
     monkeypatch.setattr(attention, "blocks_attention", recording)
+    monkeypatch.setattr(attention, "MIN_INFERENCE_BLOCKED_LENGTH", 37)
     query, key, value = _inputs()
     actual = attention.self_attention(
         query, key, value, training=training,

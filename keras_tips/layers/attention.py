@@ -13,6 +13,13 @@ from keras_tips.layers.jax_cpu import on_jax_cpu
 # EPYC, JAX 0.10: 4.96 / 5.06 s per step against 5.20 / 5.06 s), so shorter
 # sequences are blocked only in inference (see `blocks_attention`).
 MIN_BLOCKED_LENGTH = 512
+# In inference, sequences at least this long are also blocked when the
+# whole batch's scores exceed one block (see `blocks_attention`). Shorter
+# ones are not: the main job's model (65 tokens, 4 heads, width 96), 256
+# images of 112 pixels per call, ran at 0.86-0.92x the whole-batch speed
+# blocked one image at a time (2-core AMD EPYC, JAX 0.10, a fresh process
+# per measurement, two rounds).
+MIN_INFERENCE_BLOCKED_LENGTH = 256
 # Bytes of attention scores (heads x query block x keys, float32) computed
 # at once when attention is blocked: a few MB, so that the scores stay in
 # the CPU caches between the two matmuls and the softmax.
@@ -41,14 +48,16 @@ def blocks_attention(batch, heads, length, keys, training=False,
 
     Where `blocks_attention_on_this_device()`: sequences of
     `MIN_BLOCKED_LENGTH` keys or more, and in inference (`training` falsy)
-    also any batch whose float32 scores (`batch x heads x length x keys x
-    4` bytes) are more than one block of `score_block_bytes`. There the
+    also sequences of `MIN_INFERENCE_BLOCKED_LENGTH` keys or more whose
+    batch's float32 scores (`batch x heads x length x keys x 4` bytes)
+    are more than one block of `score_block_bytes`. There the
     whole batch's scores, computed at once, miss the caches and are
     allocated afresh for every call (glibc maps buffers of tens of MB with
     `mmap`, and every page is faulted in and zeroed again): eight 224-pixel
     images at B/14 (26 MB of scores per block) ran 1.17x faster end to end
     one image at a time (3.34-3.38 -> 3.93-3.94 images/s, 2-core AMD EPYC,
-    JAX 0.10).
+    JAX 0.10); S/14 (6 heads, 13 MB) was no slower (6.36-6.75 -> 6.51-6.64
+    images/s).
 
     Args:
         batch: int or None (unknown: not blocked on this criterion).
@@ -63,7 +72,8 @@ def blocks_attention(batch, heads, length, keys, training=False,
     """
     if keys >= MIN_BLOCKED_LENGTH:
         return blocks_attention_on_this_device()
-    if training or not isinstance(batch, int):
+    if (training or not isinstance(batch, int)
+            or keys < MIN_INFERENCE_BLOCKED_LENGTH):
         return False
     if score_block_bytes is None:
         score_block_bytes = SCORE_BLOCK_BYTES
