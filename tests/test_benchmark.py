@@ -169,7 +169,9 @@ def test_quick_run_writes_json_lines(tmp_path):
     vision = {
         (r["model"], r["dtype"]): r
         for r in records
-        if r["kind"] == "vision" and "no XLA" not in r["model"]
+        if r["kind"] == "vision"
+        and "no XLA" not in r["model"]
+        and "torch.compile" not in r["model"]
     }
     assert set(vision) == {
         (m, d)
@@ -193,6 +195,21 @@ def test_quick_run_writes_json_lines(tmp_path):
     assert tips["tips_over_dinov2"] > 0
     # Same weights in bfloat16: outputs close to float32.
     assert vision["TIPS quick", "bfloat16"]["l2_error_vs_float32"] < 5e-2
+    # The other compiled paths: the same weights, the same outputs.
+    compiled = {
+        r["model"]: r
+        for r in records
+        if r["kind"] == "vision" and r["model"] != "TIPS quick"
+        and r["model"].startswith("TIPS") and r["dtype"] == "float32"
+    }
+    expected_paths = {
+        "tensorflow": {"TIPS quick (no XLA)"},
+        "torch": {"TIPS quick (torch.compile)"},
+    }.get(backend, set())
+    assert set(compiled) == expected_paths
+    for record in compiled.values():
+        assert record["max_error_vs_float32"] < 1e-4, record
+        assert record["jit_compile"] == (backend == "torch")
     text = [r for r in records if r["kind"] == "text"]
     assert {r["dtype"] for r in text} == {"float32", "bfloat16"}
     assert all(r["sequence_length"] == 16 for r in text)

@@ -12,6 +12,10 @@ process):
   (`predict_on_batch`), with the analytic FLOP count, the achieved GFLOP/s
   and the fraction of the roofline of the same dtype; for bfloat16 also
   the error of the outputs relative to float32 with the same weights;
+  besides Keras' default path, tensorflow's graph path
+  (`jit_compile=False`, rows "(no XLA)") and, in float32, torch's
+  `torch.compile` path (`jit_compile=True`, rows "(torch.compile)"), each
+  with its error relative to the default float32 row;
 - keras-hub's `DINOV2Backbone` with one register token and the same
   width, depth, heads and MLP width (same token count, same FLOPs), and the
   ratio TIPS / DINOv2;
