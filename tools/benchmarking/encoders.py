@@ -136,6 +136,8 @@ def bench_vision(backend, args, emit):
                 if jit is not None:
                     encoder.jit_compile = jit
                 candidates[(f"TIPS {model}{suffix}", dtype)] = encoder
+                # DINOv2 is compared on Keras' default paths only (under
+                # torch.compile it would add another minute's compilation).
                 if not args.skip_dinov2 and not (backend == "torch" and jit):
                     keras.utils.set_random_seed(0)
                     peer = dinov2_peer(config, image, dtype)
