@@ -109,6 +109,8 @@ def bench_vision(backend, args, emit):
 
     from keras_tips import TIPSVisionEncoder
 
+    if backend == "torch":
+        _allow_torch_recompiles()  # for the torch.compile rows
     models = ["quick"] if args.quick else args.models
     for model in models:
         config, image = vision_setting(model, args.quick)
@@ -124,8 +126,6 @@ def bench_vision(backend, args, emit):
             for jit, suffix, jit_dtypes in jit_settings(backend):
                 if jit_dtypes is not None and dtype not in jit_dtypes:
                     continue
-                if backend == "torch" and jit:
-                    _allow_torch_recompiles()
                 keras.utils.set_random_seed(0)
                 encoder = TIPSVisionEncoder(**config, dtype=dtype)
                 if reference_weights is None:
@@ -177,7 +177,8 @@ def bench_vision(backend, args, emit):
                 jit_compile=bool(network.jit_compile),
             )
             records[key] = record
-        reference = outputs.get((f"TIPS {model}", "float32"))
+        reference_key = (f"TIPS {model}", "float32")
+        reference = outputs.get(reference_key)
         for key, record in records.items():
             name, dtype = key
             same_float32 = (name, "float32")
@@ -196,7 +197,7 @@ def bench_vision(backend, args, emit):
                 record["over_official"] = round_ratio(
                     timings[official_key][3], timings[key][3]
                 )
-            if reference is not None and key != (f"TIPS {model}", "float32"):
+            if reference is not None and key != reference_key:
                 cls = relative_error(
                     outputs[key]["cls_embeddings"],
                     reference["cls_embeddings"],
